@@ -1,0 +1,1 @@
+"""Workload sources: distribution flags, presets, workload specs and TraceV2 traces."""
