@@ -1,7 +1,7 @@
-"""One set of jit flags for the whole package (cached, nopython)."""
+"""One set of jit flags for the whole package (njit: nopython, cached, nogil)."""
 import numba
 
-JIT_FLAGS = dict(nopython=True, cache=True, nogil=True)
+JIT_FLAGS = dict(cache=True, nogil=True)
 
 
 def njit(*args, **kwargs):

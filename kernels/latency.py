@@ -16,6 +16,8 @@ Post-condition: the result is an int64 >= 1 (the clock always advances).
 import numpy as np
 
 from .jit import njit
+from .roofline import roofline_step_time_nb
+from .trained_physics import trained_physics_step_time_nb
 
 BACKEND_ROOFLINE = 0
 BACKEND_TRAINED_PHYSICS = 1
@@ -34,6 +36,10 @@ def constant_step_time_nb(params, pf_pi, pf_new, pf_len, n_pf, dc_pi, n_dc, n_sc
 
 @njit
 def step_time_nb(code, params, pf_pi, pf_new, pf_len, n_pf, dc_pi, n_dc, n_sched):
+    if code == BACKEND_ROOFLINE:
+        return roofline_step_time_nb(params, pf_pi, pf_new, pf_len, n_pf, dc_pi, n_dc, n_sched)
+    if code == BACKEND_TRAINED_PHYSICS:
+        return trained_physics_step_time_nb(params, pf_pi, pf_new, pf_len, n_pf, dc_pi, n_dc, n_sched)
     if code == BACKEND_CONSTANT:
         return constant_step_time_nb(params, pf_pi, pf_new, pf_len, n_pf, dc_pi, n_dc, n_sched)
     return np.int64(1)

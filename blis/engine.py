@@ -1,0 +1,265 @@
+"""Python driver of the compiled engine: builds the state arrays, runs the
+kernel, grows structures on request and hands Python-policy decisions back.
+
+A :class:`Simulation` is one run: a :class:`~blis.requests.RequestTable`, an
+:class:`EngineConfig` and a latency model.  ``run()`` returns a
+:class:`~blis.results.SimResults`.  All heavy work happens in
+:func:`blis.kernels.engine.run_nb`; this module touches each request only when
+building the arrays and when extracting results (vectorised).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from blis.kernels import layout as Lo
+from blis.kernels.engine import run_nb
+from blis.kernels.kvcache import kv_init_nb
+from blis.requests import RequestTable
+
+INT64_MAX = np.iinfo(np.int64).max
+
+SCHEDULERS = {"fcfs": Lo.SCHED_FCFS, "": Lo.SCHED_FCFS, "priority-fcfs": Lo.SCHED_PRIORITY_FCFS,
+              "sjf": Lo.SCHED_SJF, "reverse-priority": Lo.SCHED_REVERSE_PRIORITY}
+PREEMPTION_POLICIES = {"fcfs": Lo.PREEMPT_FCFS, "": Lo.PREEMPT_FCFS, "priority": Lo.PREEMPT_PRIORITY}
+
+#: BLIS's base SLO priority map (higher = more important); unknown/empty class -> 3
+SLO_BASE_PRIORITIES = {"critical": 4, "standard": 3, "batch": -1, "sheddable": -2, "background": -3}
+SLO_DEFAULT_PRIORITY = 3
+
+
+def vllm_priorities(slo_names, overrides=None):
+    """InvertForVLLM for every class name: ``maxPri - priority(class)`` (lower = more urgent)."""
+    pri = dict(SLO_BASE_PRIORITIES)
+    pri.update(overrides or {})
+    max_pri = max([SLO_DEFAULT_PRIORITY] + list(pri.values()))
+    return np.array([max_pri - pri.get(c, SLO_DEFAULT_PRIORITY) for c in slo_names], np.int64)
+
+
+@dataclass
+class EngineConfig:
+    """Everything the compiled engine needs besides the workload and the latency model."""
+
+    total_kv_blocks: int
+    block_size: int = 16
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int = 2048
+    long_prefill_token_threshold: int = 0
+    max_model_len: int = 0
+    horizon_us: int = INT64_MAX
+    scheduler: str = "fcfs"
+    preemption_policy: str = "fcfs"
+    num_instances: int = 1
+    routing: int = Lo.ROUTE_ROUND_ROBIN
+    admission: int = Lo.ADMIT_ALWAYS
+    admission_latency_us: int = 0
+    routing_latency_us: int = 0
+    snapshot_refresh_interval_us: int = 50000
+    token_bucket_capacity: float = 10000.0
+    token_bucket_refill_rate: float = 1000.0
+    slo_priority_overrides: dict = field(default_factory=dict)
+
+
+def _id_keys(ids: np.ndarray):
+    """Keys ordering ids like BLIS's byte-wise comparison of "request_<id>" strings."""
+    ids = ids.astype(np.int64)
+    digits = np.ones(len(ids), np.int64)
+    x = ids.copy()
+    while True:
+        x //= 10
+        more = x > 0
+        if not more.any():
+            break
+        digits += more
+    key = ids * (10 ** (18 - digits))
+    return key, digits
+
+
+class Simulation:
+    """One simulation run over a workload (see module doc)."""
+
+    def __init__(self, table: RequestTable, cfg: EngineConfig, latency,
+                 route_fn: Optional[Callable] = None, admit_fn: Optional[Callable] = None):
+        self.table = table
+        self.cfg = cfg
+        self.latency = latency
+        self.route_fn = route_fn
+        self.admit_fn = admit_fn
+        self._build()
+
+    # ------------------------------------------------------------ build
+    def _build(self):
+        t, c = self.table, self.cfg
+        n = len(t)
+        ni = int(c.num_instances)
+        B = int(c.block_size)
+        rq = np.zeros((Lo.NRF, n), np.int64)
+        rq[Lo.R_ARRIVAL] = t["arrival_us"]
+        rq[Lo.R_ILEN] = t["input_len"]
+        rq[Lo.R_OLEN] = t["output_len"]
+        rq[Lo.R_PLEN] = t["prefix_len"]
+        rq[Lo.R_GROUP] = t["prefix_group"]
+        rq[Lo.R_MAXOUT] = t["max_output_len"]
+        rq[Lo.R_DEADLINE] = t["deadline_us"]
+        prio = vllm_priorities(t.names["slo_class"], c.slo_priority_overrides)
+        rq[Lo.R_PRIO] = prio[t["slo_class"]]
+        rq[Lo.R_ID] = t["request_id"]
+        rq[Lo.R_IDKEY], rq[Lo.R_IDDIG] = _id_keys(t["request_id"])
+        rq[Lo.R_CSEED] = t["content_seed"].view(np.int64)
+        rq[Lo.R_SLO] = t["slo_class"]
+        rq[Lo.R_TENANT] = t["tenant"]
+        for f in (Lo.R_FIRST, Lo.R_ITLHEAD, Lo.R_ITLTAIL, Lo.R_SCHED, Lo.R_E2E, Lo.R_INST, Lo.R_SLOT):
+            rq[f] = -1
+        self.rq = rq
+        self.gseed = np.ascontiguousarray(t.group_seeds, np.uint64)
+        self.arrival_order = np.arange(n, dtype=np.int64)  # the table is sorted by arrival
+
+        ins = np.zeros((ni, Lo.NIF), np.int64)
+        self.ins = ins
+        hcap = 64
+        self.ev = (np.zeros((ni, hcap), np.int64), np.zeros((ni, hcap), np.int64),
+                   np.zeros((ni, hcap), np.int64))
+        self.wq = np.zeros((ni, 64), np.int64)
+        max_seqs = int(c.max_num_seqs)
+        self.bt = np.zeros((ni, max_seqs + 1), np.int64)
+
+        nb = int(c.total_kv_blocks)
+        max_len = int((t["input_len"].astype(np.int64) + t["output_len"]).max()) if n else 1
+        if c.max_model_len > 0:
+            max_len = min(max_len, int(c.max_model_len))
+        max_blocks = min(nb, -(-max(max_len, 1) // B) + 1) + 1
+        n_slots = max_seqs + 1
+        htcap = 1 << int(np.ceil(np.log2(max(2 * nb, 16))))
+        self.kv = (np.zeros((ni, nb), np.int32), np.zeros((ni, nb), np.uint64),
+                   np.zeros((ni, nb), np.int32), np.zeros((ni, nb), np.int32),
+                   np.zeros((ni, nb), np.int32), np.zeros((ni, htcap), np.uint64),
+                   np.zeros((ni, htcap), np.int32), np.zeros((ni, n_slots, max_blocks), np.int32),
+                   np.zeros((ni, n_slots), np.int32), np.zeros((ni, n_slots), np.int64),
+                   np.zeros((ni, n_slots), np.int32))
+        for i in range(ni):
+            kv_init_nb(self.kv, ins, i, nb)
+
+        nchunks = max(4 * (max_seqs + 2) * ni, 256)
+        self.itl = (np.zeros((nchunks, Lo.ITL_CHUNK), np.int64), np.full(nchunks, -1, np.int64),
+                    np.arange(nchunks - 1, -1, -1, dtype=np.int64),
+                    np.zeros((ni, 1024), np.int64), np.zeros((ni, 1024), np.int64))
+        ccap = 64
+        self.cev = (np.zeros((1, ccap), np.int64), np.zeros((1, ccap), np.int64),
+                    np.zeros((1, ccap), np.int64))
+        glob = np.zeros(Lo.NG, np.int64)
+        glob[Lo.G_CSEQ] = n  # arrivals take seq ids 1..n (pushed first, as BLIS does)
+        glob[Lo.G_DECISION] = -1
+        glob[Lo.G_ITL_FREE_N] = nchunks
+        glob[Lo.G_TB_TOKENS_BITS] = np.array([c.token_bucket_capacity], np.float64).view(np.int64)[0]
+        self.glob = glob
+
+        cfg = np.zeros(Lo.NCFG, np.int64)
+        cfg[Lo.C_BLOCK] = B
+        cfg[Lo.C_MAX_SEQS] = max_seqs
+        cfg[Lo.C_BUDGET] = c.max_num_batched_tokens
+        cfg[Lo.C_THRESHOLD] = c.long_prefill_token_threshold
+        cfg[Lo.C_MML] = c.max_model_len
+        cfg[Lo.C_HORIZON] = c.horizon_us
+        cfg[Lo.C_SCHED] = SCHEDULERS[c.scheduler]
+        cfg[Lo.C_PREEMPT] = PREEMPTION_POLICIES[c.preemption_policy]
+        cfg[Lo.C_BACKEND] = self.latency.code
+        cfg[Lo.C_OTPT] = self.latency.otpt_us
+        cfg[Lo.C_POST] = self.latency.post_decode_us
+        cfg[Lo.C_NINST] = ni
+        cfg[Lo.C_ROUTING] = Lo.ROUTE_PYTHON if self.route_fn is not None else c.routing
+        cfg[Lo.C_ADMISSION] = Lo.ADMIT_PYTHON if self.admit_fn is not None else c.admission
+        cfg[Lo.C_ADMIT_LAT] = c.admission_latency_us
+        cfg[Lo.C_ROUTE_LAT] = c.routing_latency_us
+        cfg[Lo.C_SNAP_INTERVAL] = c.snapshot_refresh_interval_us
+        cfg[Lo.C_NREQ] = n
+        self.cfg_arr = cfg
+        cfgf = np.zeros(Lo.NCFGF, np.float64)
+        cfgf[Lo.CF_ALPHA0] = self.latency.queueing_alpha0
+        cfgf[Lo.CF_ALPHA1] = self.latency.queueing_alpha1
+        cfgf[Lo.CF_TB_CAP] = c.token_bucket_capacity
+        cfgf[Lo.CF_TB_RATE] = c.token_bucket_refill_rate
+        self.cfgf = cfgf
+        self.lat = np.ascontiguousarray(self.latency.params, np.float64)
+        self.scratch = (np.zeros(3, np.int64), np.zeros(max_blocks + 1, np.int64),
+                        np.zeros(max_seqs + 2, np.int64), np.zeros(max_seqs + 2, np.int64),
+                        np.zeros(max_seqs + 2, np.int64), np.zeros(max_seqs + 2, np.int64),
+                        np.zeros(max_seqs + 2, np.int64))
+
+    # ------------------------------------------------------------ growth
+    @staticmethod
+    def _grow_cols(a, new_cols, fill=0):
+        out = np.full((a.shape[0], new_cols) + a.shape[2:], fill, a.dtype)
+        out[:, :a.shape[1]] = a
+        return out
+
+    def _grow(self, what):
+        if what & Lo.GROW_HEAP:
+            cap = self.ev[0].shape[1] * 2
+            self.ev = tuple(self._grow_cols(a, cap) for a in self.ev)
+        if what & Lo.GROW_CHEAP:
+            cap = self.cev[0].shape[1] * 2
+            self.cev = tuple(self._grow_cols(a, cap) for a in self.cev)
+        if what & Lo.GROW_WQ:
+            self.wq = self._grow_cols(self.wq, self.wq.shape[1] * 2)
+        if what & Lo.GROW_ITL:
+            vals, nxt, free, hk, hc = self.itl
+            old = vals.shape[0]
+            new = old * 2
+            vals2 = np.zeros((new, Lo.ITL_CHUNK), np.int64)
+            vals2[:old] = vals
+            nxt2 = np.full(new, -1, np.int64)
+            nxt2[:old] = nxt
+            nfree = int(self.glob[Lo.G_ITL_FREE_N])
+            free2 = np.zeros(new, np.int64)
+            free2[:nfree] = free[:nfree]
+            free2[nfree:nfree + (new - old)] = np.arange(new - 1, old - 1, -1)
+            self.glob[Lo.G_ITL_FREE_N] = nfree + (new - old)
+            self.itl = (vals2, nxt2, free2, hk, hc)
+        if what & Lo.GROW_ITLH:
+            vals, nxt, free, hk, hc = self.itl
+            cap = hk.shape[1] * 2
+            hk2 = np.zeros((hk.shape[0], cap), np.int64)
+            hc2 = np.zeros((hk.shape[0], cap), np.int64)
+            for i in range(hk.shape[0]):
+                keys = hk[i][hk[i] != 0]
+                counts = hc[i][hk[i] != 0]
+                for k, cnt in zip(keys.tolist(), counts.tolist()):
+                    j = k & (cap - 1)
+                    while hk2[i, j] != 0:
+                        j = (j + 1) & (cap - 1)
+                    hk2[i, j] = k
+                    hc2[i, j] = cnt
+            self.itl = (vals, nxt, free, hk2, hc2)
+
+    # ------------------------------------------------------------ run
+    def run(self):
+        """Run to completion (or the horizon) and return the results."""
+        while True:
+            status = run_nb(self.rq, self.gseed, self.arrival_order, self.ins, self.ev, self.wq,
+                            self.bt, self.kv, self.itl, self.cev, self.glob, self.cfg_arr,
+                            self.cfgf, self.lat, self.scratch)
+            if status == Lo.DONE:
+                break
+            if status == Lo.GROW:
+                self._grow(int(self.glob[Lo.G_GROW]))
+                self.glob[Lo.G_GROW] = 0
+            elif status == Lo.NEED_ROUTE:
+                self.glob[Lo.G_DECISION] = int(self.route_fn(self, int(self.glob[Lo.G_PENDING_REQ])))
+            elif status == Lo.NEED_ADMIT:
+                ok = self.admit_fn(self, int(self.glob[Lo.G_PENDING_REQ]))
+                self.glob[Lo.G_DECISION] = 1 if ok else 0
+            else:  # pragma: no cover - defensive
+                raise RuntimeError(f"engine returned unknown status {status}")
+        from blis.results import SimResults
+        return SimResults.from_simulation(self)
+
+    # ------------------------------------------------------------ helpers
+    def itl_histogram(self, i):
+        """(values_us, counts) of instance i's committed ITL samples, sorted by value."""
+        hk, hc = self.itl[3][i], self.itl[4][i]
+        m = (hk != 0) & (hc > 0)
+        keys = hk[m] - 1
+        order = np.argsort(keys, kind="stable")
+        return keys[order], hc[m][order]

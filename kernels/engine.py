@@ -1,0 +1,776 @@
+"""The compiled simulation core: cluster event loop + vLLM-style instances.
+
+``run_nb`` advances the whole cluster (arrivals -> admission -> routing ->
+instance events) until every event is processed, the horizon is passed, or it
+needs Python: a structure must grow (``GROW``) or a Python-defined policy must
+decide (``NEED_ROUTE``/``NEED_ADMIT``).  The Python driver then acts and calls
+``run_nb`` again; all state lives in the arrays, so the call resumes exactly
+where it stopped.  Checks that can return happen before an event mutates
+anything.
+
+Event order follows BLIS: cluster events are ordered by (time, priority, seq)
+and run before any instance event at the same time; instance events are
+ordered by (time, priority, seq) per instance, the instance with the earliest
+event goes next (lowest index on ties).  ScheduledEvent and RequestLeftEvent
+have no side effects and are not materialised; RequestLeft times still count
+towards the instance's final clock.
+"""
+import numpy as np
+
+from .jit import njit
+from .kvcache import kv_allocate_nb, kv_cached_blocks_nb, kv_release_nb, kv_used_nb
+from .latency import step_time_nb
+from .layout import *  # noqa: F401,F403  (integer layout constants)
+
+_KEY_SHIFT = np.int64(1) << np.int64(56)
+_INT64_MAX = np.int64(9223372036854775807)
+
+
+# ------------------------------------------------------------------ heaps
+@njit
+def _heap_less(ht, hk, row, a, b):
+    ta = ht[row, a]
+    tb = ht[row, b]
+    if ta != tb:
+        return ta < tb
+    return hk[row, a] < hk[row, b]
+
+
+@njit
+def heap_push_nb(ht, hk, hr, lens, row, lenidx, t, key, payload):
+    """Push (t, key, payload) on heap ``row``; ``lens[row, lenidx]`` is its length."""
+    n = lens[row, lenidx]
+    ht[row, n] = t
+    hk[row, n] = key
+    hr[row, n] = payload
+    lens[row, lenidx] = n + 1
+    while n > 0:
+        p = (n - 1) >> 1
+        if _heap_less(ht, hk, row, n, p):
+            ht[row, n], ht[row, p] = ht[row, p], ht[row, n]
+            hk[row, n], hk[row, p] = hk[row, p], hk[row, n]
+            hr[row, n], hr[row, p] = hr[row, p], hr[row, n]
+            n = p
+        else:
+            break
+
+
+@njit
+def heap_pop_nb(ht, hk, hr, lens, row, lenidx):
+    """Remove the top of heap ``row`` (caller read it at index 0 first)."""
+    n = lens[row, lenidx] - 1
+    lens[row, lenidx] = n
+    if n == 0:
+        return
+    ht[row, 0] = ht[row, n]
+    hk[row, 0] = hk[row, n]
+    hr[row, 0] = hr[row, n]
+    j = 0
+    while True:
+        l = 2 * j + 1
+        if l >= n:
+            break
+        m = l
+        if l + 1 < n and _heap_less(ht, hk, row, l + 1, l):
+            m = l + 1
+        if _heap_less(ht, hk, row, m, j):
+            ht[row, m], ht[row, j] = ht[row, j], ht[row, m]
+            hk[row, m], hk[row, j] = hk[row, j], hk[row, m]
+            hr[row, m], hr[row, j] = hr[row, j], hr[row, m]
+            j = m
+        else:
+            break
+
+
+@njit
+def _ipush(ev, ins, i, t, prio, r):
+    ht, hk, hr = ev
+    ins[i, I_SEQ] += 1
+    heap_push_nb(ht, hk, hr, ins, i, np.int64(I_HLEN), t, np.int64(prio) * _KEY_SHIFT + ins[i, I_SEQ], r)
+
+
+# ------------------------------------------------------------ wait queue
+@njit
+def wq_len_nb(ins, i):
+    return ins[i, I_WQT] - ins[i, I_WQH]
+
+
+@njit
+def _wq_append(wq, ins, i, r):
+    t = ins[i, I_WQT]
+    if t == wq.shape[1]:
+        h = ins[i, I_WQH]
+        n = t - h
+        for k in range(n):
+            wq[i, k] = wq[i, h + k]
+        ins[i, I_WQH] = 0
+        t = n
+    wq[i, t] = r
+    ins[i, I_WQT] = t + 1
+
+
+@njit
+def _wq_prepend(wq, ins, i, r):
+    h = ins[i, I_WQH]
+    if h == 0:
+        t = ins[i, I_WQT]
+        n = t - h
+        shift = (wq.shape[1] - n) // 2
+        if shift < 1:
+            shift = 1
+        for k in range(n - 1, -1, -1):
+            wq[i, shift + k] = wq[i, k]
+        h = shift
+        ins[i, I_WQT] = shift + n
+    wq[i, h - 1] = r
+    ins[i, I_WQH] = h - 1
+
+
+@njit
+def _wq_remove_at(wq, ins, i, pos):
+    t = ins[i, I_WQT]
+    for k in range(pos, t - 1):
+        wq[i, k] = wq[i, k + 1]
+    ins[i, I_WQT] = t - 1
+
+
+@njit
+def _id_less(rq, a, b):
+    ka = rq[R_IDKEY, a]
+    kb = rq[R_IDKEY, b]
+    if ka != kb:
+        return ka < kb
+    return rq[R_IDDIG, a] < rq[R_IDDIG, b]
+
+
+@njit
+def _sched_less(rq, code, a, b):
+    """Strict total order of the instance scheduler ``code`` (a before b)."""
+    if code == SCHED_PRIORITY_FCFS or code == SCHED_REVERSE_PRIORITY:
+        pa = rq[R_PRIO, a]
+        pb = rq[R_PRIO, b]
+        if pa != pb:
+            return pa < pb if code == SCHED_PRIORITY_FCFS else pa > pb
+    elif code == SCHED_SJF:
+        la = rq[R_ILEN, a]
+        lb = rq[R_ILEN, b]
+        if la != lb:
+            return la < lb
+    aa = rq[R_ARRIVAL, a]
+    ab = rq[R_ARRIVAL, b]
+    if aa != ab:
+        return aa < ab
+    return _id_less(rq, a, b)
+
+
+@njit
+def _wq_reorder(wq, ins, i, rq, code):
+    if code == SCHED_FCFS:
+        return
+    h = ins[i, I_WQH]
+    t = ins[i, I_WQT]
+    # insertion sort: O(n) on the nearly sorted queue left by the previous step
+    for k in range(h + 1, t):
+        x = wq[i, k]
+        j = k - 1
+        while j >= h and _sched_less(rq, code, x, wq[i, j]):
+            wq[i, j + 1] = wq[i, j]
+            j -= 1
+        wq[i, j + 1] = x
+
+
+# ------------------------------------------------------------ ITL storage
+@njit
+def _itl_append(itl, glob, rq, r, v):
+    vals, nxt, free = itl[0], itl[1], itl[2]
+    cnt = rq[R_ITLCNT, r]
+    off = cnt % ITL_CHUNK
+    if off == 0:
+        glob[G_ITL_FREE_N] -= 1
+        c = free[glob[G_ITL_FREE_N]]
+        nxt[c] = -1
+        tail = rq[R_ITLTAIL, r]
+        if tail >= 0:
+            nxt[tail] = c
+        else:
+            rq[R_ITLHEAD, r] = c
+        rq[R_ITLTAIL, r] = c
+    vals[rq[R_ITLTAIL, r], off] = v
+    rq[R_ITLCNT, r] = cnt + 1
+    rq[R_ITLSUM, r] += v
+
+
+@njit
+def _itlh_slot(hk, row, key):
+    mask = hk.shape[1] - 1
+    j = key & mask
+    while True:
+        k = hk[row, j]
+        if k == key or k == 0:
+            return j
+        j = (j + 1) & mask
+
+
+@njit
+def _itlh_reserve(itl, ins, i, v):
+    """Make sure ITL value ``v`` has a key in instance i's histogram table."""
+    hk = itl[3]
+    hc = itl[4]
+    key = v + 1
+    j = _itlh_slot(hk, i, key)
+    if hk[i, j] == 0:
+        hk[i, j] = key
+        hc[i, j] = 0
+        ins[i, I_ITLH_N] += 1
+
+
+@njit
+def _itl_release(itl, glob, rq, r, commit, ins, i):
+    """Free request r's ITL chunks; with ``commit`` count its values in the
+    instance histogram first (every value was reserved when its step ran)."""
+    vals, nxt, free, hk, hc = itl
+    c = rq[R_ITLHEAD, r]
+    left = rq[R_ITLCNT, r]
+    while c >= 0:
+        if commit:
+            m = ITL_CHUNK if left > ITL_CHUNK else left
+            for k in range(m):
+                j = _itlh_slot(hk, i, vals[c, k] + 1)
+                hc[i, j] += 1
+            left -= m
+        nc = nxt[c]
+        free[glob[G_ITL_FREE_N]] = c
+        glob[G_ITL_FREE_N] += 1
+        c = nc
+    rq[R_ITLHEAD, r] = -1
+    rq[R_ITLTAIL, r] = -1
+    rq[R_ITLCNT, r] = 0
+    rq[R_ITLSUM, r] = 0
+
+
+# ------------------------------------------------------------ instance logic
+@njit
+def _enqueue(rq, ins, ev, wq, cfg, i, r, now):
+    """EnqueueRequest: guards, drops, past-due, queue append, timeout event."""
+    if rq[R_STATE, r] == ST_TIMED_OUT:
+        return
+    L = rq[R_ILEN, r]
+    mml = cfg[C_MML]
+    if rq[R_MAXOUT, r] == 0 and mml > 0 and L < mml:
+        rq[R_MAXOUT, r] = mml - L
+    mo = rq[R_MAXOUT, r]
+    drop = mo < 0
+    if not drop and mml > 0:
+        if L >= mml:
+            drop = True
+        elif mo > 0 and L + mo > mml:
+            drop = True
+    B = cfg[C_BLOCK]
+    if not drop and (L + B - 1) // B > ins[i, I_TOTAL_BLOCKS]:
+        drop = True
+    if drop:
+        rq[R_STATE, r] = ST_DROPPED
+        ins[i, I_DROPPED] += 1
+        ins[i, I_INFLIGHT] -= 1
+        return
+    ins[i, I_IN_TOKENS] += L
+    dl = rq[R_DEADLINE, r]
+    if dl > 0 and dl <= now:
+        rq[R_STATE, r] = ST_TIMED_OUT
+        ins[i, I_TIMED_OUT] += 1
+        ins[i, I_INFLIGHT] -= 1
+        return
+    rq[R_STATE, r] = ST_QUEUED
+    _wq_append(wq, ins, i, r)
+    if dl > 0 and dl <= cfg[C_HORIZON]:
+        _ipush(ev, ins, i, dl, np.int64(EP_TIMEOUT), r)
+
+
+@njit
+def _preempt_victim(rq, bt, blen, code, i):
+    v = blen - 1
+    if code == PREEMPT_PRIORITY:
+        for k in range(blen - 2, -1, -1):
+            c = bt[i, k]
+            pv = rq[R_PRIO, bt[i, v]]
+            pc = rq[R_PRIO, c]
+            if pc > pv or (pc == pv and rq[R_ARRIVAL, c] > rq[R_ARRIVAL, bt[i, v]]):
+                v = k
+    return v
+
+
+@njit
+def _preempt_for_tokens(rq, ins, wq, bt, kv, itl, glob, gseed, cfg, i, r, n, req_index, fb):
+    """Allocate n tokens for running request r, evicting victims as needed.
+    ``fb`` = [budget, preempted_happened, n_preempted]. Returns (ok, adjustment)."""
+    adj = np.int64(0)
+    B = cfg[C_BLOCK]
+    while True:
+        pi = rq[R_PI, r]
+        if kv_allocate_nb(kv, ins, i, rq, gseed, r, pi, pi + n, bt[i], np.int64(0), B):
+            return True, adj
+        blen = ins[i, I_BLEN]
+        if blen == 0:
+            return False, adj
+        fb[1] = 1
+        vi = _preempt_victim(rq, bt, blen, cfg[C_PREEMPT], i)
+        v = bt[i, vi]
+        for k in range(vi, blen - 1):
+            bt[i, k] = bt[i, k + 1]
+        ins[i, I_BLEN] = blen - 1
+        if vi < req_index - adj:
+            adj += 1
+        fb[2] += 1
+        if rq[R_NNEW, v] > 0:
+            fb[0] += rq[R_NNEW, v]
+            rq[R_NNEW, v] = 0
+        rq[R_STATE, v] = ST_QUEUED
+        rq[R_PI, v] = 0
+        _itl_release(itl, glob, rq, v, np.int64(0), ins, i)
+        rq[R_TTFTSET, v] = 0
+        kv_release_nb(kv, ins, i, rq, v)
+        rq[R_COMPUTED, v] = 0
+        _wq_prepend(wq, ins, i, v)
+        if v == r:
+            return False, adj
+
+
+@njit
+def _form_batch(rq, ins, wq, bt, kv, itl, glob, gseed, cfg, i, now, scratch, newly):
+    """vLLM FormBatch. Returns the number of newly scheduled requests (in ``newly``)."""
+    B = cfg[C_BLOCK]
+    thr = cfg[C_THRESHOLD]
+    mml = cfg[C_MML]
+    fb = scratch[0]
+    fb[0] = cfg[C_BUDGET]
+    fb[1] = 0
+    fb[2] = 0
+    for k in range(ins[i, I_BLEN]):
+        rq[R_NNEW, bt[i, k]] = 0
+    # Phase 1: continuing requests in batch order
+    k = np.int64(0)
+    while k < ins[i, I_BLEN]:
+        if fb[0] <= 0:
+            break
+        r = bt[i, k]
+        L = rq[R_ILEN, r]
+        pi = rq[R_PI, r]
+        n = L - pi
+        if n > 0:
+            if 0 < thr and thr < n:
+                n = thr
+            n = min(n, fb[0])
+            if mml > 0:
+                n = min(n, max(mml - 1 - pi, 0))
+            ok, adj = _preempt_for_tokens(rq, ins, wq, bt, kv, itl, glob, gseed, cfg, i, r, n, k, fb)
+            k -= adj
+            if not ok:
+                break
+            fb[0] -= n
+            rq[R_NNEW, r] = n
+            rq[R_COMPUTED, r] += n
+        if pi >= L and rq[R_OLEN, r] > 0:
+            d = 1
+            if mml > 0 and pi + 1 > mml - 1:
+                d = 0
+            if d > 0:
+                ok, adj = _preempt_for_tokens(rq, ins, wq, bt, kv, itl, glob, gseed, cfg, i, r, np.int64(1), k, fb)
+                k -= adj
+                if not ok:
+                    break
+                fb[0] -= 1
+                rq[R_NNEW, r] = 1
+                rq[R_COMPUTED, r] += 1
+        k += 1
+    # Phase 2: admit from the wait queue head
+    n_new = np.int64(0)
+    cached = scratch[1]
+    while (ins[i, I_BLEN] < cfg[C_MAX_SEQS] and wq_len_nb(ins, i) > 0 and fb[0] > 0
+           and fb[1] == 0):
+        nx = wq[i, ins[i, I_WQH]]
+        nc = kv_cached_blocks_nb(kv, i, rq, gseed, nx, B, cached)
+        start = nc * B
+        n = rq[R_ILEN, nx] - start
+        if 0 < thr and thr < n:
+            n = thr
+        n = min(n, fb[0])
+        if mml > 0:
+            n = min(n, max(mml - 1 - start, 0))
+        if not kv_allocate_nb(kv, ins, i, rq, gseed, nx, start, start + n, cached, nc, B):
+            break
+        ins[i, I_WQH] += 1
+        bt[i, ins[i, I_BLEN]] = nx
+        ins[i, I_BLEN] += 1
+        rq[R_SCHEDSTEP, nx] = ins[i, I_STEP_COUNT]
+        newly[n_new] = nx
+        n_new += 1
+        fb[0] -= n
+        rq[R_STATE, nx] = ST_RUNNING
+        rq[R_NNEW, nx] = n
+        rq[R_COMPUTED, nx] = n + start
+    return n_new
+
+
+@njit
+def _record_completion(rq, ins, itl, glob, cfg, i, r):
+    ins[i, I_COMPLETED] += 1
+    L = rq[R_ILEN, r]
+    N = rq[R_OLEN, r]
+    dec = rq[R_PI, r] - L
+    if dec < N:
+        dec += 1
+    if dec > 0:
+        ins[i, I_OUT_TOKENS] += dec
+    rq[R_OUTDONE, r] = dec if dec > 0 else 0
+    post = cfg[C_POST] if N > 0 else 0
+    rq[R_E2E, r] = rq[R_FIRST, r] + rq[R_ITLSUM, r] + post
+    if N == 0:
+        rq[R_ITLMEAN_DIV, r] = 0
+    else:
+        d = (rq[R_ITLCNT, r] if rq[R_CAPPED, r] else N) - 1
+        rq[R_ITLMEAN_DIV, r] = d if d > 1 else 1
+    ins[i, I_INFLIGHT] -= 1
+    # ITL values move into the histogram; the per-request sum is kept for itl_ms
+    s = rq[R_ITLSUM, r]
+    _itl_release(itl, glob, rq, r, np.int64(1), ins, i)
+    rq[R_ITLSUM, r] = s
+
+
+@njit
+def _step(rq, ins, ev, wq, bt, kv, itl, glob, gseed, cfg, cfgf, lat, i, now, scratch):
+    if ins[i, I_BLEN] == 0 and wq_len_nb(ins, i) == 0:
+        ins[i, I_STEP_PENDING] = 0
+        return
+    B = cfg[C_BLOCK]
+    otpt = cfg[C_OTPT]
+    ins[i, I_STEP_COUNT] += 1
+    _wq_reorder(wq, ins, i, rq, cfg[C_SCHED])
+    newly = scratch[2]
+    n_new = _form_batch(rq, ins, wq, bt, kv, itl, glob, gseed, cfg, i, now, scratch, newly)
+    ins[i, I_PREEMPT] += scratch[0][2]
+    for k in range(n_new):
+        r = newly[k]
+        rq[R_SCHED, r] = now - rq[R_ARRIVAL, r]
+    ins[i, I_WQ_SAMPLE_SUM] += wq_len_nb(ins, i)
+    ins[i, I_WQ_SAMPLES] += 1
+    # ---- execute
+    pf_pi = scratch[3]
+    pf_new = scratch[4]
+    pf_len = scratch[5]
+    dc_pi = scratch[6]
+    n_pf = np.int64(0)
+    n_dc = np.int64(0)
+    n_sched = np.int64(0)
+    blen = ins[i, I_BLEN]
+    for k in range(blen):
+        r = bt[i, k]
+        nn = rq[R_NNEW, r]
+        if nn <= 0:
+            continue
+        n_sched += 1
+        L = rq[R_ILEN, r]
+        if rq[R_PI, r] < L:
+            pf_pi[n_pf] = rq[R_PI, r]
+            pf_new[n_pf] = nn
+            pf_len[n_pf] = L
+            n_pf += 1
+        elif rq[R_OLEN, r] > 0:
+            dc_pi[n_dc] = rq[R_PI, r]
+            n_dc += 1
+    adv = step_time_nb(cfg[C_BACKEND], lat, pf_pi, pf_new, pf_len, n_pf, dc_pi, n_dc, n_sched)
+    if adv < 1:
+        adv = 1
+    itl_v = adv + otpt
+    if n_dc > 0:
+        _itlh_reserve(itl, ins, i, itl_v)
+    for k in range(blen):
+        r = bt[i, k]
+        L = rq[R_ILEN, r]
+        if rq[R_PI, r] < L:
+            rq[R_PI, r] = rq[R_COMPUTED, r]
+        elif rq[R_NNEW, r] > 0:
+            rq[R_PI, r] += 1
+            _itl_append(itl, glob, rq, r, itl_v)
+        if rq[R_PI, r] == L and rq[R_TTFTSET, r] == 0:
+            rq[R_TTFTSET, r] = 1
+            rq[R_FIRST, r] = now + adv + otpt - rq[R_ARRIVAL, r]
+    used = kv_used_nb(ins, i)
+    if used > ins[i, I_PEAK_USED]:
+        ins[i, I_PEAK_USED] = used
+    # ---- completions
+    mml = cfg[C_MML]
+    t_left = now + adv
+    nrem = np.int64(0)
+    for k in range(blen):
+        r = bt[i, k]
+        L = rq[R_ILEN, r]
+        N = rq[R_OLEN, r]
+        pi = rq[R_PI, r]
+        if pi >= L + max(N, 1) - 1:
+            rq[R_STATE, r] = ST_COMPLETED
+            if N > 0 and pi < L + N:
+                if not kv_allocate_nb(kv, ins, i, rq, gseed, r, pi, pi + 1, newly, np.int64(0), B):
+                    ins[i, I_ALLOC_FAIL] += 1
+            kv_release_nb(kv, ins, i, rq, r)
+            rq[R_FINSTEP, r] = ins[i, I_STEP_COUNT]
+            if t_left <= cfg[C_HORIZON] and t_left > ins[i, I_LEFT_MAX]:
+                ins[i, I_LEFT_MAX] = t_left
+            _record_completion(rq, ins, itl, glob, cfg, i, r)
+        elif mml > 0 and pi >= mml - 1:
+            ins[i, I_CAPPED] += 1
+            rq[R_CAPPED, r] = 1
+            rq[R_STATE, r] = ST_COMPLETED
+            kv_release_nb(kv, ins, i, rq, r)
+            rq[R_FINSTEP, r] = ins[i, I_STEP_COUNT]
+            if t_left <= cfg[C_HORIZON] and t_left > ins[i, I_LEFT_MAX]:
+                ins[i, I_LEFT_MAX] = t_left
+            _record_completion(rq, ins, itl, glob, cfg, i, r)
+        else:
+            bt[i, nrem] = r
+            nrem += 1
+    ins[i, I_BLEN] = nrem
+    # ---- next step
+    if nrem > 0 or wq_len_nb(ins, i) > 0:
+        _ipush(ev, ins, i, t_left, np.int64(EP_STEP), np.int64(-1))
+        ins[i, I_STEP_PENDING] = 1
+    else:
+        ins[i, I_STEP_PENDING] = 0
+
+
+@njit
+def _timeout(rq, ins, ev, wq, bt, kv, itl, glob, i, r, t):
+    st = rq[R_STATE, r]
+    if st == ST_COMPLETED or st == ST_TIMED_OUT:
+        return
+    was_running = st == ST_RUNNING
+    rq[R_STATE, r] = ST_TIMED_OUT
+    ins[i, I_TIMED_OUT] += 1
+    ins[i, I_INFLIGHT] -= 1
+    kv_release_nb(kv, ins, i, rq, r)
+    rq[R_COMPUTED, r] = 0
+    _itl_release(itl, glob, rq, r, np.int64(0), ins, i)
+    if was_running:
+        blen = ins[i, I_BLEN]
+        m = 0
+        for k in range(blen):
+            x = bt[i, k]
+            if x != r:
+                bt[i, m] = x
+                m += 1
+        ins[i, I_BLEN] = m
+    else:
+        h = ins[i, I_WQH]
+        for k in range(h, ins[i, I_WQT]):
+            if wq[i, k] == r:
+                _wq_remove_at(wq, ins, i, k)
+                break
+    if ins[i, I_BLEN] == 0 and ins[i, I_STEP_PENDING] == 0 and wq_len_nb(ins, i) > 0:
+        _ipush(ev, ins, i, t, np.int64(EP_STEP), np.int64(-1))
+        ins[i, I_STEP_PENDING] = 1
+
+
+@njit
+def _instance_event(rq, ins, ev, wq, bt, kv, itl, glob, gseed, cfg, cfgf, lat, i, scratch):
+    ht, hk, hr = ev
+    t = ht[i, 0]
+    prio = hk[i, 0] // _KEY_SHIFT
+    r = hr[i, 0]
+    heap_pop_nb(ht, hk, hr, ins, i, np.int64(I_HLEN))
+    ins[i, I_EVENTS] += 1
+    if prio == EP_TIMEOUT and rq[R_STATE, r] == ST_COMPLETED:
+        return  # lazily cancelled: the clock does not move
+    ins[i, I_CLOCK] = t
+    glob[G_CLOCK] = t
+    if prio == EP_ARRIVAL:
+        qt = np.int64(0.0 + cfgf[CF_ALPHA0] + cfgf[CF_ALPHA1] * rq[R_ILEN, r])
+        _ipush(ev, ins, i, t + qt, np.int64(EP_QUEUED), r)
+    elif prio == EP_QUEUED:
+        _enqueue(rq, ins, ev, wq, cfg, i, r, t)
+        if ins[i, I_STEP_PENDING] == 0 and wq_len_nb(ins, i) > 0:
+            _ipush(ev, ins, i, t, np.int64(EP_STEP), np.int64(-1))
+            ins[i, I_STEP_PENDING] = 1
+    elif prio == EP_STEP:
+        _step(rq, ins, ev, wq, bt, kv, itl, glob, gseed, cfg, cfgf, lat, i, t, scratch)
+    elif prio == EP_TIMEOUT:
+        _timeout(rq, ins, ev, wq, bt, kv, itl, glob, i, r, t)
+
+
+# ------------------------------------------------------------ cluster logic
+@njit
+def _snapshot_refresh(ins, i, now, interval):
+    """Lazy periodic refresh of instance i's routing snapshot fields."""
+    if interval <= 0 or now - ins[i, I_SNAP_T_QD] >= interval:
+        ins[i, I_SNAP_QD] = wq_len_nb(ins, i)
+        ins[i, I_SNAP_T_QD] = now
+    if interval <= 0 or now - ins[i, I_SNAP_T_BS] >= interval:
+        ins[i, I_SNAP_BS] = ins[i, I_BLEN]
+        ins[i, I_SNAP_T_BS] = now
+    if interval <= 0 or now - ins[i, I_SNAP_T_KV] >= interval:
+        ins[i, I_SNAP_KV_USED] = kv_used_nb(ins, i)
+        ins[i, I_SNAP_T_KV] = now
+    if interval <= 0 or now - ins[i, I_SNAP_T_PRE] >= interval:
+        ins[i, I_SNAP_PRE] = ins[i, I_PREEMPT]
+        ins[i, I_SNAP_T_PRE] = now
+
+
+@njit
+def _route_builtin(rq, ins, glob, cfg, r, now):
+    n = cfg[C_NINST]
+    code = cfg[C_ROUTING]
+    if code == ROUTE_ROUND_ROBIN:
+        target = glob[G_RR] % n
+        glob[G_RR] += 1
+        return target
+    # least-loaded: min EffectiveLoad (QueueDepth + BatchSize + InFlight), lowest index on ties
+    best = np.int64(-1)
+    best_load = _INT64_MAX
+    for i in range(n):
+        _snapshot_refresh(ins, i, now, cfg[C_SNAP_INTERVAL])
+        load = ins[i, I_SNAP_QD] + ins[i, I_SNAP_BS] + ins[i, I_INFLIGHT]
+        if load < best_load:
+            best_load = load
+            best = i
+    return best
+
+
+@njit
+def _admit_builtin(rq, glob, cfg, cfgf, r, now):
+    code = cfg[C_ADMISSION]
+    if code == ADMIT_ALWAYS:
+        return True
+    if code == ADMIT_REJECT_ALL:
+        return False
+    # token bucket: refill continuously, cost = input tokens
+    tokens = glob[G_TB_TOKENS_BITS:G_TB_TOKENS_BITS + 1].view(np.float64)
+    elapsed = now - glob[G_TB_LAST]
+    if elapsed > 0:
+        tokens[0] = min(cfgf[CF_TB_CAP], tokens[0] + cfgf[CF_TB_RATE] * elapsed / 1e6)
+        glob[G_TB_LAST] = now
+    cost = np.float64(rq[R_ILEN, r])
+    if tokens[0] >= cost:
+        tokens[0] -= cost
+        return True
+    return False
+
+
+@njit
+def _cpush(cev, glob, t, prio, r):
+    ct, ck, cr = cev
+    glob[G_CSEQ] += 1
+    heap_push_nb(ct, ck, cr, glob.reshape(1, -1), np.int64(0), np.int64(G_CHLEN), t, np.int64(prio) * _KEY_SHIFT + glob[G_CSEQ], r)
+
+
+@njit
+def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, itl, cev, glob, cfg, cfgf, lat, scratch):
+    """Advance the simulation; returns DONE, GROW or NEED_* (see module doc)."""
+    n_inst = cfg[C_NINST]
+    n_req = arrival_order.shape[0]
+    horizon = cfg[C_HORIZON]
+    max_seqs = cfg[C_MAX_SEQS]
+    ht, hk, hr = ev
+    ct, ck, cr = cev
+    g2 = glob.reshape(1, -1)
+    while True:
+        # ---- earliest cluster event: arrival cursor vs cluster heap
+        tc = _INT64_MAX
+        kc = _INT64_MAX
+        from_arrivals = False
+        cur = glob[G_ARR_CURSOR]
+        if cur < n_req:
+            a = arrival_order[cur]
+            tc = rq[R_ARRIVAL, a]
+            kc = np.int64(CP_ARRIVAL) * _KEY_SHIFT + (cur + 1)
+            from_arrivals = True
+        if glob[G_CHLEN] > 0:
+            t2 = ct[0, 0]
+            k2 = ck[0, 0]
+            if t2 < tc or (t2 == tc and k2 < kc):
+                tc = t2
+                kc = k2
+                from_arrivals = False
+        # ---- earliest instance event (lowest index on ties)
+        ti = _INT64_MAX
+        bi = np.int64(-1)
+        for i in range(n_inst):
+            if ins[i, I_HLEN] > 0 and ht[i, 0] < ti:
+                ti = ht[i, 0]
+                bi = i
+        if bi < 0 and tc == _INT64_MAX:
+            return DONE
+        if tc <= ti:
+            if tc > horizon:
+                return DONE
+            prio = kc // _KEY_SHIFT
+            if from_arrivals:
+                if glob[G_CHLEN] + 2 > ct.shape[1]:
+                    glob[G_GROW] = GROW_CHEAP
+                    return GROW
+                r = arrival_order[cur]
+                glob[G_ARR_CURSOR] = cur + 1
+                glob[G_CLOCK] = tc
+                _cpush(cev, glob, tc + cfg[C_ADMIT_LAT], np.int64(CP_ADMISSION), r)
+                # the arrival consumed seq (cur+1) implicitly: arrivals are pushed first in BLIS
+                continue
+            r = cr[0, 0]
+            if prio == CP_ADMISSION:
+                if glob[G_CHLEN] + 2 > ct.shape[1]:
+                    glob[G_GROW] = GROW_CHEAP
+                    return GROW
+                if cfg[C_ADMISSION] == ADMIT_PYTHON:
+                    if glob[G_DECISION] < 0:
+                        glob[G_PENDING_REQ] = r
+                        glob[G_CLOCK] = tc
+                        return NEED_ADMIT
+                    admitted = glob[G_DECISION] > 0
+                    glob[G_DECISION] = -1
+                else:
+                    admitted = _admit_builtin(rq, glob, cfg, cfgf, r, tc)
+                heap_pop_nb(ct, ck, cr, g2, np.int64(0), np.int64(G_CHLEN))
+                glob[G_CLOCK] = tc
+                if admitted:
+                    _cpush(cev, glob, tc + cfg[C_ROUTE_LAT], np.int64(CP_ROUTING), r)
+                else:
+                    rq[R_STATE, r] = ST_REJECTED
+                    glob[G_REJECTED] += 1
+                continue
+            # routing
+            if cfg[C_ROUTING] == ROUTE_PYTHON:
+                if glob[G_DECISION] < 0:
+                    glob[G_PENDING_REQ] = r
+                    glob[G_CLOCK] = tc
+                    return NEED_ROUTE
+                target = glob[G_DECISION]
+                glob[G_DECISION] = -1
+            else:
+                target = _route_builtin(rq, ins, glob, cfg, r, tc)
+            if target >= 0 and ins[target, I_HLEN] + 1 > ht.shape[1]:
+                glob[G_GROW] = GROW_HEAP
+                return GROW
+            heap_pop_nb(ct, ck, cr, g2, np.int64(0), np.int64(G_CHLEN))
+            glob[G_CLOCK] = tc
+            if target < 0:
+                rq[R_STATE, r] = ST_ROUTE_REJECTED
+                glob[G_ROUTE_REJECTED] += 1
+                continue
+            rq[R_INST, r] = target
+            rq[R_ROUTED_AT, r] = tc
+            ins[target, I_INFLIGHT] += 1
+            ins[target, I_INJECTED] += 1
+            _ipush(ev, ins, target, tc, np.int64(EP_ARRIVAL), r)
+            continue
+        if ti > horizon:
+            return DONE
+        # ---- capacity checks before touching instance bi
+        grow = 0
+        if ins[bi, I_HLEN] + 4 > ht.shape[1]:
+            grow |= GROW_HEAP
+        if wq.shape[1] - wq_len_nb(ins, bi) < max_seqs + 4:
+            grow |= GROW_WQ
+        if glob[G_ITL_FREE_N] < max_seqs + 2:
+            grow |= GROW_ITL
+        if 2 * (ins[bi, I_ITLH_N] + 2) > itl[3].shape[1]:
+            grow |= GROW_ITLH
+        if grow != 0:
+            glob[G_GROW] = grow
+            return GROW
+        _instance_event(rq, ins, ev, wq, bt, kv, itl, glob, gseed, cfg, cfgf, lat, bi, scratch)

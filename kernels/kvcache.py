@@ -1,0 +1,243 @@
+"""Single-tier KV block manager with prefix caching (BLIS ``KVCacheState``).
+
+Per instance row ``i``: blocks ``0..total-1`` with reference counts, fill
+counts (tokens held) and chained hashes; a FIFO free list (allocation pops the
+head, release appends to the tail in reverse block order, so eviction is LRU by
+release time); a hash -> block table with lazy deletion of reused blocks; and
+per-request ordered block lists kept in "slots" (one per request that owns
+blocks).  Allocation is check-then-act: a failed allocation has no side
+effects.  Block ``j`` of a slot holds the request's tokens at positions
+``base + j*B .. base + j*B + B - 1``.
+
+Arrays (tuple ``kv``):
+  ref int32[n_inst, nb], hsh uint64[n_inst, nb], fill int32[n_inst, nb],
+  nxt int32[n_inst, nb], prv int32[n_inst, nb]  (free-list links, -1 = none),
+  htk uint64[n_inst, hcap], htv int32[n_inst, hcap]  (hash table),
+  sb int32[n_inst, n_slots, max_blocks], sl int32[n_inst, n_slots] (lengths),
+  sbase int64[n_inst, n_slots], sfree int32[n_inst, n_slots] (free-slot stack)
+"""
+import numpy as np
+
+from .jit import njit
+from .layout import (
+    I_FREE_CNT, I_FREE_HEAD, I_FREE_TAIL, I_HITS, I_MISSES, I_SLOT_FREE_N, I_TOTAL_BLOCKS,
+    R_CSEED, R_GROUP, R_ILEN, R_PI, R_PLEN, R_SLOT,
+)
+from .prefix_hash import block_hash_nb, ht_del_nb, ht_get_nb, ht_put_nb
+
+_ZERO = np.uint64(0)
+
+
+@njit
+def kv_init_nb(kv, ins, i, total_blocks):
+    """Reset instance ``i``'s cache to ``total_blocks`` empty blocks, all free, in id order."""
+    ref, hsh, fill, nxt, prv, htk, htv, sb, sl, sbase, sfree = kv
+    for b in range(total_blocks):
+        ref[i, b] = 0
+        hsh[i, b] = _ZERO
+        fill[i, b] = 0
+        nxt[i, b] = b + 1 if b + 1 < total_blocks else -1
+        prv[i, b] = b - 1
+    htk[i, :] = _ZERO
+    ins[i, I_FREE_HEAD] = 0
+    ins[i, I_FREE_TAIL] = total_blocks - 1
+    ins[i, I_FREE_CNT] = total_blocks
+    ins[i, I_TOTAL_BLOCKS] = total_blocks
+    ns = sl.shape[1]
+    for s in range(ns):
+        sl[i, s] = 0
+        sfree[i, s] = ns - 1 - s
+    ins[i, I_SLOT_FREE_N] = ns
+
+
+@njit
+def _unlink(nxt, prv, ins, i, b):
+    p = prv[i, b]
+    n = nxt[i, b]
+    if p >= 0:
+        nxt[i, p] = n
+    else:
+        ins[i, I_FREE_HEAD] = n
+    if n >= 0:
+        prv[i, n] = p
+    else:
+        ins[i, I_FREE_TAIL] = p
+    nxt[i, b] = -1
+    prv[i, b] = -1
+    ins[i, I_FREE_CNT] -= 1
+
+
+@njit
+def _append_free(nxt, prv, ins, i, b):
+    t = ins[i, I_FREE_TAIL]
+    nxt[i, b] = -1
+    prv[i, b] = t
+    if t >= 0:
+        nxt[i, t] = b
+    else:
+        ins[i, I_FREE_HEAD] = b
+    ins[i, I_FREE_TAIL] = b
+    ins[i, I_FREE_CNT] += 1
+
+
+@njit
+def kv_used_nb(ins, i):
+    return ins[i, I_TOTAL_BLOCKS] - ins[i, I_FREE_CNT]
+
+
+@njit
+def kv_cached_blocks_nb(kv, i, rq, gseed, r, B, out):
+    """GetCachedBlocks over request ``r``'s full input: fills ``out`` with the ids of
+    the longest cached full-block prefix and returns their count (pure query)."""
+    htk = kv[5]
+    htv = kv[6]
+    L = rq[R_ILEN, r]
+    P = rq[R_PLEN, r]
+    gs = gseed[rq[R_GROUP, r]]
+    cs = np.uint64(rq[R_CSEED, r])
+    n = L // B
+    prev = _ZERO
+    cnt = np.int64(0)
+    for j in range(n):
+        h = block_hash_nb(prev, j * B, B, P, L, gs, cs)
+        b = ht_get_nb(htk, htv, i, h)
+        if b < 0:
+            break
+        out[cnt] = b
+        cnt += 1
+        prev = h
+    return cnt
+
+
+@njit
+def _new_slot(kv, ins, i, rq, r, base):
+    sbase = kv[9]
+    sfree = kv[10]
+    sl = kv[8]
+    ins[i, I_SLOT_FREE_N] -= 1
+    s = sfree[i, ins[i, I_SLOT_FREE_N]]
+    sl[i, s] = 0
+    sbase[i, s] = base
+    rq[R_SLOT, r] = s
+    return s
+
+
+@njit
+def kv_allocate_nb(kv, ins, i, rq, gseed, r, start, end, cached, n_cached, B):
+    """AllocateKVBlocks(req, start, end, cached): True on success; on failure nothing changes."""
+    ref, hsh, fill, nxt, prv, htk, htv, sb, sl, sbase, sfree = kv
+    L = rq[R_ILEN, r]
+    in_prefill = rq[R_PI, r] < L
+    s = rq[R_SLOT, r]
+    owns = s >= 0 and sl[i, s] > 0
+    free_cnt = ins[i, I_FREE_CNT]
+    # ---- pre-check (no mutation before this passes)
+    if in_prefill:
+        npos = end - start
+        eff = npos
+        if owns:
+            last = sb[i, s, sl[i, s] - 1]
+            spare = B - fill[i, last]
+            if spare > 0 and spare < B:
+                eff -= min(spare, eff)
+        need = (eff + B - 1) // B if eff > 0 else 0
+        from_free = np.int64(0)
+        for c in range(n_cached):
+            if ref[i, cached[c]] == 0:
+                from_free += 1
+        if need + from_free > free_cnt:
+            return False
+    else:
+        npos = 1
+        if owns:
+            last = sb[i, s, sl[i, s] - 1]
+            if fill[i, last] == B and free_cnt == 0:
+                return False
+        elif free_cnt == 0:
+            return False
+    # ---- act
+    P = rq[R_PLEN, r]
+    gs = gseed[rq[R_GROUP, r]]
+    cs = np.uint64(rq[R_CSEED, r])
+    k = np.int64(0)
+    while k < npos:
+        s = rq[R_SLOT, r]
+        latest = np.int64(-1)
+        if s >= 0:
+            latest = sb[i, s, sl[i, s] - 1]
+        else:
+            for c in range(n_cached):
+                b = cached[c]
+                if ref[i, b] == 0:
+                    _unlink(nxt, prv, ins, i, b)
+                ref[i, b] += 1
+                ins[i, I_HITS] += 1
+                if c == 0:
+                    s = _new_slot(kv, ins, i, rq, r, np.int64(0))
+                sb[i, s, sl[i, s]] = b
+                sl[i, s] += 1
+            if n_cached > 0:
+                latest = sb[i, s, sl[i, s] - 1]
+        if latest >= 0 and fill[i, latest] > 0 and fill[i, latest] < B:
+            kk = min(B - fill[i, latest], npos - k)
+            fill[i, latest] += kk
+            k += kk
+            if fill[i, latest] == B:
+                n_ids = sl[i, s]
+                prev = hsh[i, sb[i, s, n_ids - 2]] if n_ids >= 2 else _ZERO
+                h = block_hash_nb(prev, sbase[i, s] + (n_ids - 1) * B, B, P, L, gs, cs)
+                hsh[i, latest] = h
+                ht_put_nb(htk, htv, i, h, latest)
+        else:
+            rem = npos - k
+            if rem <= 0:
+                break
+            nnew = (rem + B - 1) // B
+            prev = _ZERO
+            if s >= 0 and sl[i, s] > 0:
+                prev = hsh[i, sb[i, s, sl[i, s] - 1]]
+            for _ in range(nnew):
+                b = ins[i, I_FREE_HEAD]
+                _unlink(nxt, prv, ins, i, b)
+                if hsh[i, b] != _ZERO:
+                    ht_del_nb(htk, htv, i, hsh[i, b])
+                    hsh[i, b] = _ZERO
+                cnt = min(B, npos - k)
+                fill[i, b] = cnt
+                ref[i, b] = 1
+                ins[i, I_MISSES] += 1
+                if s < 0:
+                    s = _new_slot(kv, ins, i, rq, r, start + k)
+                sb[i, s, sl[i, s]] = b
+                sl[i, s] += 1
+                if cnt == B and in_prefill:
+                    h = block_hash_nb(prev, sbase[i, s] + (sl[i, s] - 1) * B, B, P, L, gs, cs)
+                    hsh[i, b] = h
+                    ht_put_nb(htk, htv, i, h, b)
+                    prev = h
+                k += cnt
+    return True
+
+
+@njit
+def kv_release_nb(kv, ins, i, rq, r):
+    """ReleaseKVBlocks: drop the request's references in reverse order; blocks that
+    reach zero references go to the free-list tail keeping their hash."""
+    ref = kv[0]
+    nxt = kv[3]
+    prv = kv[4]
+    sb = kv[7]
+    sl = kv[8]
+    sfree = kv[10]
+    s = rq[R_SLOT, r]
+    if s < 0:
+        return
+    for j in range(sl[i, s] - 1, -1, -1):
+        b = sb[i, s, j]
+        ref[i, b] -= 1
+        if ref[i, b] == 0:
+            _append_free(nxt, prv, ins, i, b)
+    sl[i, s] = 0
+    sfree[i, ins[i, I_SLOT_FREE_N]] = s
+    ins[i, I_SLOT_FREE_N] += 1
+    rq[R_SLOT, r] = -1

@@ -1,0 +1,184 @@
+"""Integer layouts shared by the engine kernels and their Python driver.
+
+The simulator state is a handful of numpy arrays.  Per-request state is one
+int64 matrix ``rq[field, request]`` (each row a contiguous column: struct of
+arrays); per-instance scalars are ``ins[instance, field]``; run configuration
+is ``cfg[field]`` (int64) and ``cfgf[field]`` (float64).  The constants below
+name the rows/columns.  Codes for policies are listed here too, so that
+kernels can branch on them.
+"""
+
+# ---- request fields: rq[R_*, r]
+R_ARRIVAL = 0        # original arrival time (us)
+R_ILEN = 1           # input length incl. prefix
+R_OLEN = 2           # oracle output length
+R_PLEN = 3           # shared prefix length
+R_GROUP = 4          # prefix group code
+R_MAXOUT = 5         # MaxOutputLen (auto-filled at enqueue)
+R_DEADLINE = 6       # absolute deadline (0 = none)
+R_PRIO = 7           # vLLM priority (lower = more urgent), set at enqueue
+R_ID = 8             # numeric id (name request_<id>)
+R_IDKEY = 9          # id digits left-aligned to 18 digits (byte-wise order of names)
+R_IDDIG = 10         # number of digits of the id
+R_CSEED = 11         # content seed (uint64 bits)
+R_STATE = 12         # ST_* below
+R_PI = 13            # ProgressIndex
+R_NNEW = 14          # NumNewTokens this step
+R_COMPUTED = 15      # ComputedTokens
+R_TTFTSET = 16       # TTFT latch
+R_FIRST = 17         # FirstTokenTime (duration, us); -1 = never recorded
+R_ITLSUM = 18        # sum of the current ITL list (us)
+R_ITLCNT = 19        # len(ITL)
+R_ITLHEAD = 20       # ITL arena chunk list head (-1 none)
+R_ITLTAIL = 21       # ITL arena chunk list tail
+R_SCHED = 22         # scheduling delay at (last) admission; -1 = never admitted
+R_SCHEDSTEP = 23     # step index at (last) admission
+R_FINSTEP = 24       # step index at completion
+R_E2E = 25           # E2E (us); -1 = not completed
+R_CAPPED = 26        # length-capped flag
+R_INST = 27          # instance handling the request (-1 none)
+R_SLOT = 28          # KV block-list slot (-1 = owns no blocks)
+R_OUTDONE = 29       # output tokens counted at completion
+R_SLO = 30           # SLO class code
+R_TENANT = 31        # tenant code
+R_ROUTED_AT = 32     # time the request was injected into its instance
+R_ITLMEAN_DIV = 33   # divisor used for itl_ms (set at completion)
+NRF = 34
+
+# ---- request states
+ST_PENDING = 0       # not yet at an instance
+ST_QUEUED = 1
+ST_RUNNING = 2
+ST_COMPLETED = 3
+ST_TIMED_OUT = 4
+ST_DROPPED = 5       # dropped unservable at enqueue
+ST_REJECTED = 6      # rejected by admission
+ST_ROUTE_REJECTED = 7
+
+# ---- per-instance scalars: ins[i, I_*]
+I_CLOCK = 0
+I_STEP_PENDING = 1
+I_STEP_COUNT = 2
+I_HLEN = 3           # event heap length
+I_SEQ = 4            # event seq counter
+I_WQH = 5            # wait queue head index
+I_WQT = 6            # wait queue tail index (exclusive)
+I_BLEN = 7           # running batch length
+I_FREE_CNT = 8
+I_FREE_HEAD = 9
+I_FREE_TAIL = 10
+I_HITS = 11
+I_MISSES = 12
+I_COMPLETED = 13
+I_DROPPED = 14
+I_TIMED_OUT = 15
+I_CAPPED = 16
+I_PREEMPT = 17
+I_ALLOC_FAIL = 18
+I_IN_TOKENS = 19
+I_OUT_TOKENS = 20
+I_LEFT_MAX = 21      # latest RequestLeft time <= horizon
+I_INFLIGHT = 22
+I_SLOT_FREE_N = 23
+I_TOTAL_BLOCKS = 24
+I_PEAK_USED = 25
+I_ITLH_N = 26        # distinct keys in the ITL histogram table
+I_WQ_SAMPLE_SUM = 27 # sum of wait-queue lengths sampled each step
+I_WQ_SAMPLES = 28
+I_SNAP_T_QD = 29     # snapshot refresh times and cached values (routing)
+I_SNAP_QD = 30
+I_SNAP_T_BS = 31
+I_SNAP_BS = 32
+I_SNAP_T_KV = 33
+I_SNAP_KV_USED = 34
+I_SNAP_T_PRE = 35
+I_SNAP_PRE = 36
+I_INJECTED = 37
+I_EVENTS = 38        # instance events executed (for benchmarks)
+NIF = 39
+
+# ---- run configuration: cfg[C_*]
+C_BLOCK = 0
+C_MAX_SEQS = 1
+C_BUDGET = 2         # max-num-batched-tokens
+C_THRESHOLD = 3      # long-prefill-token-threshold
+C_MML = 4            # max-model-len (0 = unlimited)
+C_HORIZON = 5
+C_SCHED = 6          # SCHED_* below
+C_PREEMPT = 7        # PREEMPT_* below
+C_BACKEND = 8        # latency backend code
+C_OTPT = 9           # OutputTokenProcessingTime (us)
+C_POST = 10          # PostDecodeFixedOverhead (us)
+C_NINST = 11
+C_ROUTING = 12       # ROUTE_* below
+C_ADMISSION = 13     # ADMIT_* below
+C_ADMIT_LAT = 14
+C_ROUTE_LAT = 15
+C_SNAP_INTERVAL = 16
+C_NREQ = 17
+NCFG = 18
+
+# float configuration: cfgf[CF_*]
+CF_ALPHA0 = 0        # QueueingTime = clamp(alpha0 + alpha1 * input_len)
+CF_ALPHA1 = 1
+CF_TB_CAP = 2        # token bucket capacity
+CF_TB_RATE = 3       # token bucket refill rate (tokens/s)
+NCFGF = 4
+
+SCHED_FCFS = 0
+SCHED_PRIORITY_FCFS = 1
+SCHED_SJF = 2
+SCHED_REVERSE_PRIORITY = 3
+
+PREEMPT_FCFS = 0
+PREEMPT_PRIORITY = 1
+
+ROUTE_ROUND_ROBIN = 0
+ROUTE_LEAST_LOADED = 1
+ROUTE_PYTHON = 99    # decision made in Python (NEED_ROUTE protocol)
+
+ADMIT_ALWAYS = 0
+ADMIT_REJECT_ALL = 1
+ADMIT_TOKEN_BUCKET = 2
+ADMIT_PYTHON = 99
+
+# ---- cluster/global scalars: glob[G_*]
+G_CLOCK = 0
+G_ARR_CURSOR = 1     # next request (in arrival order) to arrive
+G_CSEQ = 2           # cluster event seq counter
+G_CHLEN = 3          # cluster heap length
+G_RR = 4             # round-robin counter
+G_DECISION = 5       # Python decision for the pending event (-1 = none)
+G_PENDING_REQ = 6    # request waiting for a Python decision
+G_ITL_FREE_N = 7     # free chunks in the ITL arena
+G_GROW = 8           # what needs to grow (GROW_* bit set)
+G_REJECTED = 9       # admission rejections
+G_ROUTE_REJECTED = 10
+G_TB_TOKENS_BITS = 11  # token bucket level (float64 bits)
+G_TB_LAST = 12       # token bucket last refill time
+G_LAST_EVENT = 13
+NG = 14
+
+# event priorities (instance)
+EP_ARRIVAL = 0
+EP_QUEUED = 1
+EP_STEP = 3
+EP_TIMEOUT = 6
+# cluster event priorities
+CP_ARRIVAL = 0
+CP_ADMISSION = 1
+CP_ROUTING = 2
+
+# kernel return codes
+DONE = 0
+GROW = 1
+NEED_ROUTE = 2
+NEED_ADMIT = 3
+
+GROW_HEAP = 1
+GROW_WQ = 2
+GROW_ITL = 4
+GROW_ITLH = 8
+GROW_CHEAP = 16
+
+ITL_CHUNK = 32

@@ -1,0 +1,127 @@
+"""Procedural token ids and chained block hashes (64-bit).
+
+BLIS hashes each full KV block with SHA-256 over the previous block's hash and
+the block's token ids.  We keep the same *chaining* semantics -- a block's hash
+identifies the whole prefix up to and including it, the first block chains onto
+the empty hash, partial blocks are never hashed -- but use a 64-bit mixing hash,
+which is ~100x cheaper and has a negligible collision probability (2^-64 per
+pair).  Cache decisions are therefore identical to BLIS's for any workload.
+
+Token ids are procedural: token ``p`` of a request is a pure function of the
+seed of the segment that holds it (the prefix group's shared seed for
+``p < prefix_len``, the request's content seed for the rest of the input, and a
+salted content seed for output tokens).  Hash value 0 means "no hash".
+"""
+import numpy as np
+
+from .jit import njit
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_CHAIN_SALT = np.uint64(0x243F6A8885A308D3)
+OUTPUT_SALT = np.uint64(0x5851F42D4C957F2D)
+_S30 = np.uint64(30)
+_S27 = np.uint64(27)
+_S31 = np.uint64(31)
+_ONE = np.uint64(1)
+_ZERO = np.uint64(0)
+
+
+@njit
+def mix64_nb(x):
+    """splitmix64 finalizer: a bijective 64-bit mixer."""
+    x = (x ^ (x >> _S30)) * _M1
+    x = (x ^ (x >> _S27)) * _M2
+    return x ^ (x >> _S31)
+
+
+@njit
+def segment_token_nb(seed, pos):
+    """Token id at absolute position ``pos`` of the segment seeded ``seed``."""
+    return mix64_nb(seed + (np.uint64(pos) + _ONE) * _GOLDEN)
+
+
+@njit
+def request_token_nb(pos, prefix_len, input_len, group_seed, content_seed):
+    """Token id at position ``pos`` of a request's input+output sequence."""
+    if pos < prefix_len:
+        return segment_token_nb(group_seed, pos)
+    if pos < input_len:
+        return segment_token_nb(content_seed, pos)
+    return segment_token_nb(content_seed ^ OUTPUT_SALT, pos)
+
+
+@njit
+def block_hash_nb(prev, pos0, n, prefix_len, input_len, group_seed, content_seed):
+    """Chained hash of the ``n`` tokens starting at ``pos0`` onto ``prev`` (0 = none)."""
+    h = mix64_nb(prev ^ _CHAIN_SALT)
+    for p in range(pos0, pos0 + n):
+        h = mix64_nb(h ^ request_token_nb(p, prefix_len, input_len, group_seed, content_seed))
+    if h == _ZERO:
+        h = _ONE
+    return h
+
+
+# ---------------------------------------------------------------- hash table
+# Open addressing with linear probing and backward-shift deletion, one table per
+# instance row: keys uint64 (0 = empty slot), values int32.  Capacity is a power
+# of two and at least twice the number of live keys (one key per KV block).
+
+
+@njit
+def ht_get_nb(keys, vals, row, h):
+    mask = keys.shape[1] - 1
+    j = np.int64(h & np.uint64(mask))
+    while True:
+        k = keys[row, j]
+        if k == h:
+            return np.int64(vals[row, j])
+        if k == _ZERO:
+            return np.int64(-1)
+        j = (j + 1) & mask
+
+
+@njit
+def ht_put_nb(keys, vals, row, h, v):
+    mask = keys.shape[1] - 1
+    j = np.int64(h & np.uint64(mask))
+    while True:
+        k = keys[row, j]
+        if k == h or k == _ZERO:
+            keys[row, j] = h
+            vals[row, j] = v
+            return
+        j = (j + 1) & mask
+
+
+@njit
+def ht_del_nb(keys, vals, row, h):
+    mask = keys.shape[1] - 1
+    j = np.int64(h & np.uint64(mask))
+    while True:
+        k = keys[row, j]
+        if k == _ZERO:
+            return
+        if k == h:
+            break
+        j = (j + 1) & mask
+    keys[row, j] = _ZERO
+    k = j
+    while True:
+        k = (k + 1) & mask
+        kk = keys[row, k]
+        if kk == _ZERO:
+            return
+        ideal = np.int64(kk & np.uint64(mask))
+        # keep kk where it is if its ideal slot lies cyclically in (j, k]
+        if j <= k:
+            if j < ideal and ideal <= k:
+                continue
+        else:
+            if ideal <= k or ideal > j:
+                continue
+        keys[row, j] = kk
+        vals[row, j] = vals[row, k]
+        keys[row, k] = _ZERO
+        j = k
