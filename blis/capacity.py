@@ -6,12 +6,21 @@ max-model-len resolution.  Every invalid input raises :class:`ConfigError`.
 """
 from __future__ import annotations
 
+import logging
 import math
 from typing import Optional
 
 from .errors import ConfigError
 from .hardware import HardwareCalib
-from .model_config import MOE_MIN_EXPERTS, KVCapacityParams, ModelConfig, max_model_len_from_hf
+from .model_config import (
+    MOE_MIN_EXPERTS,
+    KVCapacityParams,
+    ModelConfig,
+    extract_kv_capacity_params,
+    max_model_len_from_hf,
+)
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "GIB_BYTES",
@@ -19,8 +28,13 @@ __all__ = [
     "kv_bytes_per_token",
     "model_weight_bytes",
     "calculate_kv_blocks",
+    "resolve_total_kv_blocks",
     "resolve_max_model_len",
+    "DEFAULT_TOTAL_KV_BLOCKS",
 ]
+
+#: ``--total-kv-blocks`` flag default, kept when auto-calculation is impossible.
+DEFAULT_TOTAL_KV_BLOCKS = 1_000_000
 
 GIB_BYTES = 1 << 30
 ACTIVATION_DENSE_GIB = 5.5
@@ -182,6 +196,37 @@ def calculate_kv_blocks(
     if params.is_moe and dp > 1:
         blocks *= dp
     return blocks
+
+
+def resolve_total_kv_blocks(
+    mc: ModelConfig,
+    hw: HardwareCalib,
+    tp: int,
+    dp: int = 1,
+    block_size: int = 16,
+    util: float = 0.9,
+    total_kv_blocks: Optional[int] = None,
+    adapter_bytes: int = 0,
+    default_blocks: int = DEFAULT_TOTAL_KV_BLOCKS,
+) -> int:
+    """KV blocks per instance as the CLI resolves them.
+
+    An explicit ``total_kv_blocks`` wins.  Otherwise, when the config's capacity
+    facts cannot be extracted or the GPU has no ``MemoryGiB``, ``default_blocks``
+    is kept (with a warning); else :func:`calculate_kv_blocks` decides and its
+    errors propagate (they are fatal on the CLI).
+    """
+    if total_kv_blocks is not None:
+        return int(total_kv_blocks)
+    try:
+        params = extract_kv_capacity_params(mc.hf_config)
+    except ConfigError as exc:
+        _log.warning("could not extract KV capacity params (%s); using total-kv-blocks=%d", exc, default_blocks)
+        return default_blocks
+    if not hw.memory_gib > 0:
+        _log.warning("GPU MemoryGiB not available in the hardware config; using total-kv-blocks=%d", default_blocks)
+        return default_blocks
+    return calculate_kv_blocks(mc, hw, tp, dp, block_size, util, params, adapter_bytes)
 
 
 def resolve_max_model_len(

@@ -60,6 +60,7 @@ class EngineConfig:
     token_bucket_capacity: float = 10000.0
     token_bucket_refill_rate: float = 1000.0
     slo_priority_overrides: dict = field(default_factory=dict)
+    seed: int = 42
 
 
 def _id_keys(ids: np.ndarray):
@@ -151,6 +152,7 @@ class Simulation:
         glob = np.zeros(Lo.NG, np.int64)
         glob[Lo.G_CSEQ] = n  # arrivals take seq ids 1..n (pushed first, as BLIS does)
         glob[Lo.G_DECISION] = -1
+        glob[Lo.G_BUDGET] = -1
         glob[Lo.G_ITL_FREE_N] = nchunks
         glob[Lo.G_TB_TOKENS_BITS] = np.array([c.token_bucket_capacity], np.float64).view(np.int64)[0]
         self.glob = glob
@@ -185,7 +187,9 @@ class Simulation:
         self.scratch = (np.zeros(3, np.int64), np.zeros(max_blocks + 1, np.int64),
                         np.zeros(max_seqs + 2, np.int64), np.zeros(max_seqs + 2, np.int64),
                         np.zeros(max_seqs + 2, np.int64), np.zeros(max_seqs + 2, np.int64),
-                        np.zeros(max_seqs + 2, np.int64))
+                        np.zeros(max_seqs + 2, np.int64), np.zeros(ni + 1, np.int64))
+        from blis.rng import PartitionedRNG
+        self.router_rng = PartitionedRNG(int(c.seed)).for_subsystem("router").state
 
     # ------------------------------------------------------------ growth
     @staticmethod
@@ -234,14 +238,24 @@ class Simulation:
             self.itl = (vals, nxt, free, hk2, hc2)
 
     # ------------------------------------------------------------ run
-    def run(self):
-        """Run to completion (or the horizon) and return the results."""
+    def run(self, progress=None, events_per_update: int = 200_000):
+        """Run to completion (or the horizon) and return the results.
+
+        ``progress``, if given, is called as ``progress(requests_finished)`` every
+        ``events_per_update`` events (the engine pauses briefly to report).
+        """
+        if progress is not None:
+            self.glob[Lo.G_BUDGET] = events_per_update
         while True:
             status = run_nb(self.rq, self.gseed, self.arrival_order, self.ins, self.ev, self.wq,
                             self.bt, self.kv, self.itl, self.cev, self.glob, self.cfg_arr,
-                            self.cfgf, self.lat, self.scratch)
+                            self.cfgf, self.lat, self.scratch, self.router_rng)
             if status == Lo.DONE:
                 break
+            if status == Lo.PAUSE:
+                progress(self.finished_count())
+                self.glob[Lo.G_BUDGET] = events_per_update
+                continue
             if status == Lo.GROW:
                 self._grow(int(self.glob[Lo.G_GROW]))
                 self.glob[Lo.G_GROW] = 0
@@ -256,6 +270,13 @@ class Simulation:
         return SimResults.from_simulation(self)
 
     # ------------------------------------------------------------ helpers
+    def finished_count(self) -> int:
+        """Requests in a terminal state (completed, timed out, dropped, rejected)."""
+        ins = self.ins
+        return int(ins[:, Lo.I_COMPLETED].sum() + ins[:, Lo.I_TIMED_OUT].sum()
+                   + ins[:, Lo.I_DROPPED].sum() + self.glob[Lo.G_REJECTED]
+                   + self.glob[Lo.G_ROUTE_REJECTED])
+
     def itl_histogram(self, i):
         """(values_us, counts) of instance i's committed ITL samples, sorted by value."""
         hk, hc = self.itl[3][i], self.itl[4][i]

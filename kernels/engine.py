@@ -18,6 +18,7 @@ towards the instance's final clock.
 import numpy as np
 
 from .jit import njit
+from .gorand import intn_nb
 from .kvcache import kv_allocate_nb, kv_cached_blocks_nb, kv_release_nb, kv_used_nb
 from .latency import step_time_nb
 from .layout import *  # noqa: F401,F403  (integer layout constants)
@@ -614,23 +615,28 @@ def _snapshot_refresh(ins, i, now, interval):
 
 
 @njit
-def _route_builtin(rq, ins, glob, cfg, r, now):
+def _route_builtin(rq, ins, glob, cfg, r, now, router_rng, tied):
     n = cfg[C_NINST]
     code = cfg[C_ROUTING]
     if code == ROUTE_ROUND_ROBIN:
         target = glob[G_RR] % n
         glob[G_RR] += 1
         return target
-    # least-loaded: min EffectiveLoad (QueueDepth + BatchSize + InFlight), lowest index on ties
-    best = np.int64(-1)
+    # least-loaded: min EffectiveLoad (QueueDepth + BatchSize + InFlight); ties are
+    # broken with one Intn draw from the router stream (Go math/rand), as BLIS does
     best_load = _INT64_MAX
+    n_tied = np.int64(0)
     for i in range(n):
-        _snapshot_refresh(ins, i, now, cfg[C_SNAP_INTERVAL])
         load = ins[i, I_SNAP_QD] + ins[i, I_SNAP_BS] + ins[i, I_INFLIGHT]
         if load < best_load:
             best_load = load
-            best = i
-    return best
+            n_tied = np.int64(0)
+        if load == best_load:
+            tied[n_tied] = i
+            n_tied += 1
+    if n_tied > 1:
+        return tied[intn_nb(router_rng, n_tied)]
+    return tied[0]
 
 
 @njit
@@ -661,7 +667,7 @@ def _cpush(cev, glob, t, prio, r):
 
 
 @njit
-def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, itl, cev, glob, cfg, cfgf, lat, scratch):
+def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, itl, cev, glob, cfg, cfgf, lat, scratch, router_rng):
     """Advance the simulation; returns DONE, GROW or NEED_* (see module doc)."""
     n_inst = cfg[C_NINST]
     n_req = arrival_order.shape[0]
@@ -671,6 +677,9 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, itl, cev, glob, cfg, c
     ct, ck, cr = cev
     g2 = glob.reshape(1, -1)
     while True:
+        if glob[G_BUDGET] == 0:
+            return PAUSE
+        glob[G_BUDGET] -= 1
         # ---- earliest cluster event: arrival cursor vs cluster heap
         tc = _INT64_MAX
         kc = _INT64_MAX
@@ -716,6 +725,8 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, itl, cev, glob, cfg, c
                 if glob[G_CHLEN] + 2 > ct.shape[1]:
                     glob[G_GROW] = GROW_CHEAP
                     return GROW
+                for ii in range(n_inst):  # building the RouterState refreshes due snapshots
+                    _snapshot_refresh(ins, ii, tc, cfg[C_SNAP_INTERVAL])
                 if cfg[C_ADMISSION] == ADMIT_PYTHON:
                     if glob[G_DECISION] < 0:
                         glob[G_PENDING_REQ] = r
@@ -734,6 +745,8 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, itl, cev, glob, cfg, c
                     glob[G_REJECTED] += 1
                 continue
             # routing
+            for ii in range(n_inst):
+                _snapshot_refresh(ins, ii, tc, cfg[C_SNAP_INTERVAL])
             if cfg[C_ROUTING] == ROUTE_PYTHON:
                 if glob[G_DECISION] < 0:
                     glob[G_PENDING_REQ] = r
@@ -742,7 +755,7 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, itl, cev, glob, cfg, c
                 target = glob[G_DECISION]
                 glob[G_DECISION] = -1
             else:
-                target = _route_builtin(rq, ins, glob, cfg, r, tc)
+                target = _route_builtin(rq, ins, glob, cfg, r, tc, router_rng, scratch[7])
             if target >= 0 and ins[target, I_HLEN] + 1 > ht.shape[1]:
                 glob[G_GROW] = GROW_HEAP
                 return GROW

@@ -157,7 +157,8 @@ G_ROUTE_REJECTED = 10
 G_TB_TOKENS_BITS = 11  # token bucket level (float64 bits)
 G_TB_LAST = 12       # token bucket last refill time
 G_LAST_EVENT = 13
-NG = 14
+G_BUDGET = 14        # events left before returning PAUSE (-1 = unlimited)
+NG = 15
 
 # event priorities (instance)
 EP_ARRIVAL = 0
@@ -174,6 +175,7 @@ DONE = 0
 GROW = 1
 NEED_ROUTE = 2
 NEED_ADMIT = 3
+PAUSE = 4
 
 GROW_HEAP = 1
 GROW_WQ = 2

@@ -210,7 +210,7 @@ def trained_physics_step_us_nb(params, pf_pi, pf_new, pf_len, n_pf, dc_pi, n_dc,
             comm_tok = (t_tot / dpf) * p[TPH_KEFF] * (group - 1) / group * 2
             basis = comm_tok * d * ab / bw_us
         else:
-            basis = (t_tot / dpf) * ((group - 1) / group) * 2 * d * ab / bw_us
+            basis = (t_tot / dpf) * (group - 1) / group * 2 * d * ab / bw_us
         t_disp = basis * n_moe
 
     b = TPH_BETA

@@ -10,6 +10,7 @@ from blis.capacity import (
     kv_bytes_per_token,
     model_weight_bytes,
     resolve_max_model_len,
+    resolve_total_kv_blocks,
 )
 from blis.errors import ConfigError
 from blis.hardware import HardwareCalib, get_hardware_calib
@@ -188,3 +189,16 @@ def test_max_model_len_from_config_capped_by_kv_capacity():
     assert resolve_max_model_len(mc, 100, 16, max_model_len=1600) == 1600
     assert resolve_max_model_len(mc, 10, 16, max_model_len=0) == 0
     assert resolve_max_model_len(ModelConfig(), 10, 16) == 0
+
+
+def test_total_kv_blocks_resolution_order():
+    mc, _ = bundled("llama-3.1-8b-instruct")
+    assert resolve_total_kv_blocks(mc, H100, 1) == 26312
+    assert resolve_total_kv_blocks(mc, H100, 1, total_kv_blocks=500) == 500
+    no_memory = HardwareCalib(989.5, 0, 3.35, 0.45, 0.3, 0.0)
+    assert resolve_total_kv_blocks(mc, no_memory, 1) == 1_000_000
+    moe_without_count = replace(mc, hf_config={"num_experts_per_tok": 2})
+    assert resolve_total_kv_blocks(moe_without_count, H100, 1) == 1_000_000
+    big, _ = bundled("llama-3.1-70b-instruct")
+    with pytest.raises(ConfigError, match="Minimum GPUs required per instance"):
+        resolve_total_kv_blocks(big, H100, 1)
