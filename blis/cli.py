@@ -1,0 +1,549 @@
+"""The ``blis`` command line: ``blis run`` and ``blis replay`` with BLIS's flag
+names and defaults, so a BLIS command line runs unchanged.
+
+Errors exit with status 1 and one line on stderr naming the flag, the value and
+the valid options; logs and progress go to stderr, results to stdout.  Output
+files are written to a temporary name and renamed.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+from blis.errors import BlisError, ConfigError
+
+log = logging.getLogger("blis")
+
+INT64_MAX = 9223372036854775807
+LOG_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
+              "warn": logging.WARNING, "warning": logging.WARNING, "error": logging.ERROR,
+              "fatal": logging.CRITICAL, "panic": logging.CRITICAL}
+
+ROUTING_POLICIES = ("round-robin", "least-loaded", "weighted", "always-busiest")
+ADMISSION_POLICIES = ("always-admit", "token-bucket", "reject-all", "tier-shed", "gaie-legacy")
+SCHEDULERS = ("fcfs", "priority-fcfs", "sjf", "reverse-priority")
+PREEMPTION_POLICIES = ("fcfs", "priority")
+LATENCY_MODELS = ("roofline", "trained-physics")
+PRESETS_HINT = "chatbot, summarization, contentgen, multidoc"
+
+#: routing/admission names this build simulates; the others are recognised BLIS
+#: names that are rejected with a clear message instead of being run wrongly.
+SUPPORTED_ROUTING = ("round-robin", "least-loaded")
+SUPPORTED_ADMISSION = ("always-admit", "token-bucket", "reject-all")
+
+
+# ---------------------------------------------------------------- arg parsing
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line on stderr and exit status 1."""
+
+    def error(self, message):
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(1)
+
+
+def _explicit(ns):
+    """The set of flags given explicitly (subparsers use their own namespace)."""
+    if not hasattr(ns, "_explicit"):
+        ns._explicit = set()
+    return ns._explicit
+
+
+class _Track(argparse.Action):
+    """Store a value and remember that the flag was given explicitly."""
+
+    def __call__(self, parser, ns, values, option_string=None):
+        setattr(ns, self.dest, values)
+        _explicit(ns).add(self.dest)
+
+
+class _TrackTrue(argparse.Action):
+    def __init__(self, option_strings, dest, default=False, **kw):
+        super().__init__(option_strings, dest, nargs="?", const="true", default=default, **kw)
+
+    def __call__(self, parser, ns, values, option_string=None):
+        v = str(values).lower()
+        if v not in ("true", "false", "1", "0", "t", "f"):
+            parser.error(f"{option_string} must be a boolean, got {values!r}; valid: true, false")
+        setattr(ns, self.dest, v in ("true", "1", "t"))
+        _explicit(ns).add(self.dest)
+
+
+def _add(p, flag, typ=str, default=None, help="", alias=None):
+    names = [flag] + ([alias] if alias else [])
+    if typ is bool:
+        p.add_argument(*names, action=_TrackTrue, default=default or False, help=help)
+    else:
+        p.add_argument(*names, type=typ, default=default, action=_Track, help=help)
+
+
+def _int(s):
+    try:
+        return int(s, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {s!r}")
+
+
+def _float(s):
+    try:
+        return float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {s!r}")
+
+
+def _sim_flags(p):
+    g = p.add_argument_group("general")
+    _add(g, "--seed", _int, 42, "random seed (workload generation and routing tie-breaks)")
+    _add(g, "--horizon", _int, INT64_MAX, "simulation horizon in microseconds")
+    _add(g, "--log", str, "warn", "log level: trace, debug, info, warn, error, fatal, panic")
+    _add(g, "--defaults-filepath", str, "defaults.yaml",
+         "defaults.yaml with model defaults, presets and trained coefficients (bundled copy if absent)")
+    _add(g, "--model-config-folder", str, "", "folder with a HuggingFace config.json for --model")
+    _add(g, "--hardware-config", str, "", "hardware_config.json with GPU peak figures (bundled if empty)")
+    _add(g, "--model", str, "", "model name, e.g. meta-llama/llama-3.1-8b-instruct (required)")
+    g = p.add_argument_group("engine (vLLM)")
+    _add(g, "--total-kv-blocks", _int, 1000000, "KV blocks per instance (default: computed from model+GPU)")
+    _add(g, "--max-num-seqs", _int, 256, "max requests in a running batch", alias="--max-num-running-reqs")
+    _add(g, "--max-num-batched-tokens", _int, 2048, "token budget per step", alias="--max-num-scheduled-tokens")
+    _add(g, "--block-size-in-tokens", _int, 16, "tokens per KV block")
+    _add(g, "--long-prefill-token-threshold", _int, 0, "chunk prefills longer than this (0 = off)")
+    _add(g, "--max-model-len", _int, 0, "max total tokens per request (default: from config.json)")
+    _add(g, "--gpu-memory-utilization", _float, 0.9, "GPU memory fraction for KV capacity")
+    g = p.add_argument_group("latency model")
+    _add(g, "--latency-model", str, "trained-physics", "roofline or trained-physics")
+    _add(g, "--alpha-coeffs", str, "0,0,0", "alpha coefficients (trained-physics)")
+    _add(g, "--beta-coeffs", str, "0,0,0", "beta coefficients (trained-physics)")
+    _add(g, "--hardware", str, "", "GPU name (default from defaults.yaml)")
+    _add(g, "--tp", _int, 0, "tensor parallelism (default from defaults.yaml)")
+    _add(g, "--dp", _int, 1, "data parallelism (MoE, trained-physics)")
+    _add(g, "--enable-expert-parallel", bool, False, "expert parallelism (MoE, trained-physics)")
+    _add(g, "--moe-comm-backend", str, "", "MoE all-to-all backend (trained-physics)")
+    g = p.add_argument_group("cluster and routing")
+    _add(g, "--num-instances", _int, 1, "number of instances")
+    _add(g, "--admission-policy", str, "always-admit", "admission policy: " + ", ".join(ADMISSION_POLICIES))
+    _add(g, "--admission-latency", _int, 0, "admission latency (us)")
+    _add(g, "--routing-latency", _int, 0, "routing latency (us)")
+    _add(g, "--token-bucket-capacity", _float, 10000.0, "token bucket capacity (tokens)")
+    _add(g, "--token-bucket-refill-rate", _float, 1000.0, "token bucket refill rate (tokens/s)")
+    _add(g, "--routing-policy", str, "round-robin", "routing policy: " + ", ".join(ROUTING_POLICIES))
+    _add(g, "--routing-scorers", str, "", "weighted routing scorers name:w,...")
+    _add(g, "--scheduler", str, "fcfs", "instance scheduler: " + ", ".join(SCHEDULERS))
+    _add(g, "--preemption-policy", str, "fcfs", "preemption victim policy: fcfs, priority")
+    _add(g, "--policy-config", str, "", "policy bundle YAML")
+    _add(g, "--snapshot-refresh-interval", _int, 50000, "routing snapshot refresh interval (us)")
+    _add(g, "--cache-signal-delay", _int, 50000, "prefix-cache signal delay (us)")
+    g = p.add_argument_group("KV tiers")
+    _add(g, "--kv-cpu-blocks", _int, 0, "CPU-tier KV blocks (0 = single tier)")
+    _add(g, "--kv-offload-threshold", _float, 0.9, "deprecated, ignored")
+    _add(g, "--kv-transfer-bandwidth", _float, 100.0, "CPU->GPU blocks per us")
+    _add(g, "--kv-transfer-base-latency", _int, 0, "CPU->GPU transfer base latency (us)")
+    g = p.add_argument_group("diagnostics")
+    _add(g, "--trace-level", str, "none", "decision tracing: none, decisions")
+    _add(g, "--counterfactual-k", _int, 0, "counterfactual candidates per routing record")
+    _add(g, "--summarize-trace", bool, False, "print a decision-trace summary")
+    _add(g, "--fitness-weights", str, "", "fitness weights key:w,...")
+    g = p.add_argument_group("blis outputs")
+    _add(g, "--metrics-path", str, "", "write the metrics JSON (aggregate + per-request rows)")
+    _add(g, "--results-parquet", str, "", "write per-request results as Parquet (units in column names)")
+    _add(g, "--trace-output", str, "", "write the workload as TraceV2 <prefix>.yaml + <prefix>.csv")
+    _add(g, "--progress", str, "auto", "progress bar on stderr: auto (when a terminal), always, never")
+
+
+def _run_flags(p):
+    g = p.add_argument_group("workload")
+    _add(g, "--workload", str, "distribution", f"distribution or a preset ({PRESETS_HINT})")
+    _add(g, "--workload-spec", str, "", "workload-spec YAML (v2)")
+    _add(g, "--rate", _float, 1.0, "requests per second")
+    _add(g, "--num-requests", _int, 100, "number of requests")
+    _add(g, "--prompt-tokens", _int, 512, "mean prompt tokens (excluding the prefix)")
+    _add(g, "--prompt-tokens-stdev", _int, 256, "prompt tokens standard deviation")
+    _add(g, "--prompt-tokens-min", _int, 2, "min prompt tokens")
+    _add(g, "--prompt-tokens-max", _int, 7000, "max prompt tokens")
+    _add(g, "--output-tokens", _int, 512, "mean output tokens")
+    _add(g, "--output-tokens-stdev", _int, 256, "output tokens standard deviation")
+    _add(g, "--output-tokens-min", _int, 2, "min output tokens")
+    _add(g, "--output-tokens-max", _int, 7000, "max output tokens")
+    _add(g, "--prefix-tokens", _int, 0, "shared prefix tokens prepended to every prompt")
+    _add(g, "--concurrency", _int, 0, "closed-loop concurrency (0 = open loop)")
+    _add(g, "--think-time-ms", _int, 0, "think time between closed-loop requests (ms)")
+    _add(g, "--timeout", _int, 300, "client timeout in seconds (negative disables)")
+
+
+def _replay_flags(p):
+    g = p.add_argument_group("trace")
+    _add(g, "--trace-header", str, "", "TraceV2 header YAML (required)")
+    _add(g, "--trace-data", str, "", "TraceV2 data CSV (required)")
+    _add(g, "--results-path", str, "", "write per-request results JSON")
+    _add(g, "--session-mode", str, "fixed", "fixed or closed-loop")
+    _add(g, "--think-time-ms", _int, 0, "closed-loop think time (ms)")
+    _add(g, "--think-time-dist", str, "", "closed-loop think time distribution")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="blis", description="blis: fast, faithful LLM inference serving simulator")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    run = sub.add_parser("run", help="simulate a generated workload",
+                         description="Simulate a workload generated from flags, a preset or a spec.")
+    _sim_flags(run)
+    _run_flags(run)
+    rep = sub.add_parser("replay", help="simulate a TraceV2 trace",
+                         description="Replay a TraceV2 trace through the simulator.")
+    _sim_flags(rep)
+    _replay_flags(rep)
+    return p
+
+
+def parse_args(argv):
+    p = build_parser()
+    ns = p.parse_args(argv)
+    _explicit(ns)
+    if ns.command is None:
+        p.print_help(sys.stderr)
+        sys.exit(1)
+    return ns
+
+
+# ---------------------------------------------------------------- validation
+def _choice(flag, value, valid):
+    if value not in valid:
+        raise ConfigError(f"{flag}: must be one of the valid names, got {value!r}; valid: {', '.join(valid)}")
+
+
+def _require(cond, flag, constraint, value):
+    if not cond:
+        raise ConfigError(f"{flag}: must be {constraint}, got {value}")
+
+
+def _floats(flag, text):
+    try:
+        vals = [float(x) for x in text.split(",") if x.strip() != ""]
+    except ValueError:
+        raise ConfigError(f"{flag}: must be a comma-separated list of numbers, got {text!r}")
+    for v in vals:
+        if not math.isfinite(v) or v < 0:
+            raise ConfigError(f"{flag}: every value must be finite and >= 0, got {text!r}")
+    return vals
+
+
+def validate_common(ns):
+    if not ns.model:
+        raise ConfigError("--model: LLM name not provided (required), got ''; e.g. --model meta-llama/llama-3.1-8b-instruct")
+    if ns.log.lower() not in LOG_LEVELS:
+        raise ConfigError(f"--log: must be a log level, got {ns.log!r}; valid: {', '.join(LOG_LEVELS)}")
+    _require(ns.horizon > 0, "--horizon", "> 0 (microseconds)", ns.horizon)
+    _require(ns.num_instances >= 1, "--num-instances", ">= 1", ns.num_instances)
+    _require(ns.max_num_seqs >= 1, "--max-num-seqs", ">= 1", ns.max_num_seqs)
+    _require(ns.max_num_batched_tokens >= 1, "--max-num-batched-tokens", ">= 1", ns.max_num_batched_tokens)
+    _require(ns.block_size_in_tokens >= 1, "--block-size-in-tokens", ">= 1", ns.block_size_in_tokens)
+    _require(ns.long_prefill_token_threshold >= 0, "--long-prefill-token-threshold", ">= 0",
+             ns.long_prefill_token_threshold)
+    _require(ns.max_model_len >= 0, "--max-model-len", ">= 0", ns.max_model_len)
+    _require(ns.total_kv_blocks >= 1, "--total-kv-blocks", ">= 1", ns.total_kv_blocks)
+    _require(0 < ns.gpu_memory_utilization <= 1 and math.isfinite(ns.gpu_memory_utilization),
+             "--gpu-memory-utilization", "in (0, 1]", ns.gpu_memory_utilization)
+    _require(ns.tp >= 0, "--tp", ">= 0", ns.tp)
+    _require(ns.admission_latency >= 0, "--admission-latency", ">= 0 (us)", ns.admission_latency)
+    _require(ns.routing_latency >= 0, "--routing-latency", ">= 0 (us)", ns.routing_latency)
+    _require(ns.snapshot_refresh_interval >= 0, "--snapshot-refresh-interval", ">= 0 (us)",
+             ns.snapshot_refresh_interval)
+    for flag, v in (("--token-bucket-capacity", ns.token_bucket_capacity),
+                    ("--token-bucket-refill-rate", ns.token_bucket_refill_rate)):
+        _require(math.isfinite(v) and v > 0, flag, "finite and > 0", v)
+    _choice("--latency-model", ns.latency_model, LATENCY_MODELS)
+    _choice("--routing-policy", ns.routing_policy or "round-robin", ROUTING_POLICIES)
+    _choice("--admission-policy", ns.admission_policy or "always-admit", ADMISSION_POLICIES)
+    _choice("--scheduler", ns.scheduler or "fcfs", SCHEDULERS)
+    _choice("--preemption-policy", ns.preemption_policy or "fcfs", PREEMPTION_POLICIES)
+    _choice("--trace-level", ns.trace_level, ("none", "decisions"))
+    _choice("--progress", ns.progress, ("auto", "always", "never"))
+    _require(ns.kv_cpu_blocks >= 0, "--kv-cpu-blocks", ">= 0", ns.kv_cpu_blocks)
+    _require(ns.kv_transfer_bandwidth > 0, "--kv-transfer-bandwidth", "> 0 (blocks/us)", ns.kv_transfer_bandwidth)
+    # recognised BLIS features that this build does not simulate yet: refuse, never run wrongly
+    if (ns.routing_policy or "round-robin") not in SUPPORTED_ROUTING:
+        raise ConfigError(f"--routing-policy: {ns.routing_policy!r} is not simulated by this version yet; "
+                          f"valid now: {', '.join(SUPPORTED_ROUTING)}")
+    if (ns.admission_policy or "always-admit") not in SUPPORTED_ADMISSION:
+        raise ConfigError(f"--admission-policy: {ns.admission_policy!r} is not simulated by this version yet; "
+                          f"valid now: {', '.join(SUPPORTED_ADMISSION)}")
+    unsupported = [("--kv-cpu-blocks", ns.kv_cpu_blocks > 0), ("--policy-config", bool(ns.policy_config)),
+                   ("--trace-level decisions", ns.trace_level == "decisions"),
+                   ("--fitness-weights", bool(ns.fitness_weights))]
+    for flag, on in unsupported:
+        if on:
+            raise ConfigError(f"{flag}: not supported by this version yet (remove the flag)")
+    if ns.routing_scorers and ns.routing_policy != "weighted":
+        log.warning("--routing-scorers has no effect unless --routing-policy weighted")
+
+
+# ---------------------------------------------------------------- resolution
+def _defaults_path(ns):
+    p = Path(ns.defaults_filepath)
+    if p.is_file():
+        return p
+    if "defaults_filepath" in ns._explicit:
+        raise ConfigError(f"--defaults-filepath: file must exist, got {ns.defaults_filepath!r}")
+    return None  # bundled copy
+
+
+def resolve_latency(ns):
+    """Model, hardware, latency model, KV blocks and max-model-len as BLIS's CLI resolves them."""
+    from blis.capacity import calculate_kv_blocks, resolve_max_model_len
+    from blis.hardware import get_hardware_calib, model_defaults
+    from blis.latency import build_latency, check_cli_parallelism
+    from blis.model_config import extract_kv_capacity_params, resolve_model_config
+
+    defaults = _defaults_path(ns)
+    model = ns.model.lower()
+    mc = resolve_model_config(model, ns.model_config_folder or None)
+    md = model_defaults(model, defaults)
+    gpu = ns.hardware or md.gpu
+    if not gpu:
+        raise ConfigError(f"--hardware: must name a GPU (no default for model {model!r} in defaults.yaml), got ''")
+    tp = ns.tp if ns.tp > 0 else (md.tensor_parallelism or 0)
+    if tp <= 0:
+        raise ConfigError(f"--tp: must be >= 1 (no default for model {model!r} in defaults.yaml), got {ns.tp}")
+    hw = get_hardware_calib(gpu, ns.hardware_config or None)
+    backend = ns.latency_model
+    given_a = "alpha_coeffs" in ns._explicit
+    given_b = "beta_coeffs" in ns._explicit
+    alpha = beta = None
+    if backend == "roofline" and (given_a or given_b):
+        raise ConfigError("--alpha-coeffs/--beta-coeffs: must not be given with --latency-model roofline")
+    if given_a != given_b and "latency_model" not in ns._explicit:
+        raise ConfigError("--alpha-coeffs/--beta-coeffs: must be given together, got only one")
+    if given_a:
+        alpha = _floats("--alpha-coeffs", ns.alpha_coeffs)
+    if given_b:
+        beta = _floats("--beta-coeffs", ns.beta_coeffs)
+    check_cli_parallelism(backend, mc, ns.dp, ns.enable_expert_parallel, ns.moe_comm_backend)
+    lat = build_latency(backend, mc, hw, tp, dp=ns.dp, alpha=alpha, beta=beta,
+                        moe_comm_backend=ns.moe_comm_backend,
+                        enable_expert_parallel=ns.enable_expert_parallel, defaults_path=defaults)
+    B = ns.block_size_in_tokens
+    if "total_kv_blocks" in ns._explicit:
+        blocks = ns.total_kv_blocks
+    else:
+        blocks = ns.total_kv_blocks
+        try:
+            params = extract_kv_capacity_params(mc.hf_config or {})
+        except ConfigError as e:
+            log.warning("KV capacity auto-calculation skipped (%s); using --total-kv-blocks %d", e, blocks)
+            params = None
+        if params is not None and hw.memory_gib > 0:
+            blocks = calculate_kv_blocks(mc, hw, tp, ns.dp, B, ns.gpu_memory_utilization, params)
+    mml = resolve_max_model_len(mc, blocks, B, ns.max_model_len if "max_model_len" in ns._explicit else None)
+    return lat, blocks, mml
+
+
+def engine_config(ns, blocks, mml, horizon):
+    from blis.engine import EngineConfig
+    from blis.kernels import layout as Lo
+
+    routing = {"round-robin": Lo.ROUTE_ROUND_ROBIN, "": Lo.ROUTE_ROUND_ROBIN,
+               "least-loaded": Lo.ROUTE_LEAST_LOADED}[ns.routing_policy]
+    admission = {"always-admit": Lo.ADMIT_ALWAYS, "": Lo.ADMIT_ALWAYS, "reject-all": Lo.ADMIT_REJECT_ALL,
+                 "token-bucket": Lo.ADMIT_TOKEN_BUCKET}[ns.admission_policy]
+    return EngineConfig(
+        total_kv_blocks=blocks, block_size=ns.block_size_in_tokens, max_num_seqs=ns.max_num_seqs,
+        max_num_batched_tokens=ns.max_num_batched_tokens,
+        long_prefill_token_threshold=ns.long_prefill_token_threshold, max_model_len=mml,
+        horizon_us=horizon, scheduler=ns.scheduler or "fcfs",
+        preemption_policy=ns.preemption_policy or "fcfs", num_instances=ns.num_instances,
+        routing=routing, admission=admission, admission_latency_us=ns.admission_latency,
+        routing_latency_us=ns.routing_latency, snapshot_refresh_interval_us=ns.snapshot_refresh_interval,
+        token_bucket_capacity=ns.token_bucket_capacity,
+        token_bucket_refill_rate=ns.token_bucket_refill_rate, seed=ns.seed)
+
+
+# ---------------------------------------------------------------- workloads
+def build_run_workload(ns):
+    from blis.workload import synthesis as syn
+
+    if ns.workload_spec:
+        raise ConfigError("--workload-spec: not supported by this version yet; use the distribution flags or a preset")
+    if ns.concurrency < 0:
+        raise ConfigError(f"--concurrency: must be >= 0, got {ns.concurrency}")
+    if ns.concurrency > 0:
+        raise ConfigError("--concurrency: closed-loop workloads are not supported by this version yet")
+    if ns.timeout == 0:
+        raise ConfigError("--timeout: must be positive (seconds) or negative to disable, got 0")
+    horizon = ns.horizon
+    if ns.workload == "distribution":
+        params = syn.DistributionParams(
+            rate=ns.rate, num_requests=ns.num_requests, prompt_tokens=ns.prompt_tokens,
+            prompt_tokens_stdev=ns.prompt_tokens_stdev, prompt_tokens_min=ns.prompt_tokens_min,
+            prompt_tokens_max=ns.prompt_tokens_max, output_tokens=ns.output_tokens,
+            output_tokens_stdev=ns.output_tokens_stdev, output_tokens_min=ns.output_tokens_min,
+            output_tokens_max=ns.output_tokens_max, prefix_tokens=ns.prefix_tokens,
+            concurrency=ns.concurrency, think_time_ms=ns.think_time_ms)
+        table = syn.synthesize_distribution(params, seed=ns.seed, horizon_us=horizon, timeout_s=ns.timeout,
+                                            rate_explicit="rate" in ns._explicit)
+    else:
+        presets = syn.load_presets(_defaults_path(ns))
+        if ns.workload not in presets:
+            raise ConfigError(f"--workload: Undefined workload {ns.workload!r}, must be distribution or a preset; "
+                              f"valid: distribution, {', '.join(sorted(presets))} (or --workload-spec)")
+        table = syn.synthesize_preset(ns.workload, rate=ns.rate, num_requests=ns.num_requests, seed=ns.seed,
+                                      horizon_us=horizon, timeout_s=ns.timeout,
+                                      defaults_path=_defaults_path(ns))
+    return table, horizon
+
+
+def build_replay_workload(ns):
+    from blis.workload.tracev2 import load_tracev2
+
+    for flag, v in (("--trace-header", ns.trace_header), ("--trace-data", ns.trace_data)):
+        if not v:
+            raise ConfigError(f"{flag}: required, got ''")
+        if not Path(v).is_file():
+            raise ConfigError(f"{flag}: file must exist, got {v!r}")
+    if ns.session_mode != "fixed":
+        _choice("--session-mode", ns.session_mode, ("fixed", "closed-loop"))
+        raise ConfigError("--session-mode closed-loop: not supported by this version yet; valid now: fixed")
+    table = load_tracev2(ns.trace_header, ns.trace_data, ns.seed)
+    if "horizon" in ns._explicit:
+        horizon = ns.horizon
+    else:
+        arr = table["arrival_us"]
+        mx = int(arr.max()) if len(arr) else 0
+        if mx <= 0:
+            horizon = 600_000_000
+        elif mx > INT64_MAX // 2:
+            horizon = INT64_MAX
+        else:
+            horizon = 2 * mx
+    return table, horizon
+
+
+# ---------------------------------------------------------------- outputs
+def atomic_write_text(path, text):
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        raise ConfigError(f"output path: folder must exist, got {str(path.parent)!r}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_parquet(table, path):
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _trace_export(ns, table, res, mode):
+    import numpy as np
+
+    from blis.kernels import layout as Lo
+    from blis.workload.tracev2 import export_simulation_trace, make_header
+
+    st = res.cols["state"]
+    status = np.where(st == Lo.ST_COMPLETED, "ok", np.where(st == Lo.ST_TIMED_OUT, "timeout", "incomplete"))
+    ttft = res.cols["ttft_us"]
+    has = ttft >= 0
+    arrival = res.cols["arrival_us"]
+    first = np.where(has, arrival + ttft, 0)
+    last = np.where(has, arrival + ttft + res.cols["itl_sum_us"], 0)
+    header = make_header(mode, workload_seed=ns.seed) if mode == "generated" else make_header(mode)
+    export_simulation_trace(table, status.astype(object), first, last, ns.trace_output, header=header)
+
+
+def _progress_fn(ns, total):
+    want = ns.progress == "always" or (ns.progress == "auto" and sys.stderr.isatty())
+    if not want or total == 0:
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="req", file=sys.stderr, dynamic_ncols=True, desc="simulating")
+
+    def update(done):
+        bar.update(max(0, done - bar.n))
+
+    return update, bar
+
+
+def simulate(ns, table, horizon, mode):
+    from blis.engine import Simulation
+    from blis.gojson import marshal_indent
+
+    lat, blocks, mml = resolve_latency(ns)
+    cfg = engine_config(ns, blocks, mml, horizon)
+    sim = Simulation(table, cfg, lat)
+    update, bar = _progress_fn(ns, len(table))
+    t0 = time.perf_counter()
+    res = sim.run(progress=update)
+    if bar is not None:
+        bar.update(len(table) - bar.n)
+        bar.close()
+    log.info("simulated %d requests in %.3f s", len(table), time.perf_counter() - t0)
+    sys.stdout.write(res.stdout_text())
+    sys.stdout.flush()
+    if ns.metrics_path:
+        atomic_write_text(ns.metrics_path, marshal_indent(res.metrics_file()))
+    if getattr(ns, "results_path", ""):
+        atomic_write_text(ns.results_path, marshal_indent(res.results_rows()))
+    if ns.results_parquet:
+        write_parquet(res.to_arrow(), ns.results_parquet)
+    if ns.trace_output:
+        _trace_export(ns, table, res, mode)
+    return res
+
+
+def cmd_run(ns):
+    validate_common(ns)
+    table, horizon = build_run_workload(ns)
+    simulate(ns, table, horizon, "generated")
+
+
+def cmd_replay(ns):
+    validate_common(ns)
+    table, horizon = build_replay_workload(ns)
+    simulate(ns, table, horizon, "replayed")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    ns = parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, format="level=%(levelname)s msg=%(message)s",
+                        level=LOG_LEVELS.get(str(ns.log).lower(), logging.WARNING))
+    try:
+        {"run": cmd_run, "replay": cmd_replay}[ns.command](ns)
+    except BlisError as e:
+        sys.stderr.write(f"blis {ns.command}: error: {e}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("blis: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as e:  # never a traceback for the user
+        sys.stderr.write(f"blis {ns.command}: internal error: {type(e).__name__}: {e}\n"
+                         "please report this with the command line that produced it\n")
+        return 70
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
