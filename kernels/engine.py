@@ -17,7 +17,7 @@ towards the instance's final clock.
 """
 import numpy as np
 
-from .jit import njit
+from .jit import njit_hot as njit
 from .gorand import intn_nb
 from .kvcache import kv_allocate_nb, kv_cached_blocks_nb, kv_release_nb, kv_used_nb
 from .latency import step_time_nb
@@ -342,6 +342,9 @@ def _form_batch(rq, ins, wq, bt, kv, itl, glob, gseed, cfg, i, now, scratch, new
     B = cfg[C_BLOCK]
     thr = cfg[C_THRESHOLD]
     mml = cfg[C_MML]
+    kv_fill = kv[2]
+    kv_sb = kv[7]
+    kv_sl = kv[8]
     fb = scratch[0]
     fb[0] = cfg[C_BUDGET]
     fb[1] = 0
@@ -375,10 +378,24 @@ def _form_batch(rq, ins, wq, bt, kv, itl, glob, gseed, cfg, i, now, scratch, new
             if mml > 0 and pi + 1 > mml - 1:
                 d = 0
             if d > 0:
-                ok, adj = _preempt_for_tokens(rq, ins, wq, bt, kv, itl, glob, gseed, cfg, i, r, np.int64(1), k, fb)
-                k -= adj
-                if not ok:
-                    break
+                # fast path: the token tops up the last owned block without filling it
+                # (no allocation, no hashing); identical to AllocateKVBlocks' top-up branch
+                s = rq[R_SLOT, r]
+                fast = False
+                if s >= 0:
+                    n_ids = kv_sl[i, s]
+                    if n_ids > 0:
+                        last = kv_sb[i, s, n_ids - 1]
+                        f = kv_fill[i, last]
+                        if f > 0 and f < B - 1:
+                            kv_fill[i, last] = f + 1
+                            fast = True
+                if not fast:
+                    ok, adj = _preempt_for_tokens(rq, ins, wq, bt, kv, itl, glob, gseed, cfg, i, r,
+                                                  np.int64(1), k, fb)
+                    k -= adj
+                    if not ok:
+                        break
                 fb[0] -= 1
                 rq[R_NNEW, r] = 1
                 rq[R_COMPUTED, r] += 1

@@ -18,7 +18,7 @@ Arrays (tuple ``kv``):
 """
 import numpy as np
 
-from .jit import njit
+from .jit import njit_hot as njit
 from .layout import (
     I_FREE_CNT, I_FREE_HEAD, I_FREE_TAIL, I_HITS, I_MISSES, I_SLOT_FREE_N, I_TOTAL_BLOCKS,
     R_CSEED, R_GROUP, R_ILEN, R_PI, R_PLEN, R_SLOT,

@@ -14,7 +14,7 @@ salted content seed for output tokens).  Hash value 0 means "no hash".
 """
 import numpy as np
 
-from .jit import njit
+from .jit import njit_hot as njit
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from blis.errors import ConfigError
-from blis.requests import REQUEST_FIELDS, RequestTable
+from blis.requests import REQUEST_FIELDS
 from blis.workload.synthesis import synthesize_distribution
 from blis.workload.tracev2 import (
     EXTRA_REQUEST_FIELDS,
@@ -272,11 +272,11 @@ def traces(draw):
         "prefix_group": col(st.sampled_from(["", "g1", "g2"])), "prefix_length": col(st.integers(0, 99)),
         "streaming": col(st.booleans()), "input_tokens": col(st.integers(0, 10**6)),
         "output_tokens": col(st.integers(0, 10**6)), "text_tokens": col(nonneg), "image_tokens": col(nonneg),
-        "audio_tokens": col(nonneg), "video_tokens": col(nonneg),
+        "audio_tokens": col(nonneg), "video_tokens": col(nonneg),  # int64 in the table
         "reason_ratio": col(st.floats(0, 1)), "model": col(_name),
         "deadline_us": [a + draw(st.integers(0, 10**9)) if draw(st.booleans()) else 0 for a in arrival],
-        "slo_target_us": col(st.integers(0, 10**7)), "server_input_tokens": col(nonneg),
-        "arrival_time_us": arrival, "send_time_us": col(st.integers(0, 2**40)),
+        "slo_target_us": col(st.integers(0, 10**7)), "server_input_tokens": col(st.integers(0, 10**6)),
+        "arrival_time_us": arrival, "send_time_us": [a if draw(st.booleans()) else 0 for a in arrival],
         "first_chunk_time_us": col(st.integers(0, 2**50)), "last_chunk_time_us": col(st.integers(0, 2**50)),
         "num_chunks": col(st.integers(0, 9)), "status": col(st.sampled_from(["ok", "error", "timeout"])),
         "error_message": [s.strip(" \t\n\r\x0b\x0c\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"

@@ -33,7 +33,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import ConfigError
-from ..kernels.gorand import go_seed_nb, int63_nb, skip_intn_nb
+from ..kernels.gorand import go_seed_nb, skip_intn_nb
 from ..kernels.jit import njit
 from ..requests import RequestTable
 from ..rng import GoRand, SUBSYSTEM_WORKLOAD_GEN, derive_seed, fnv1a64, splitmix64
@@ -58,8 +58,17 @@ DEFAULT_TIMEOUT_US = 300_000_000
 DEFAULT_TIMEOUT_S = 300
 #: prefix group of the synthesised distribution client
 SHARED_PREFIX_GROUP = "shared"
-#: extra request columns this module fills besides :data:`blis.requests.REQUEST_FIELDS`
-EXTRA_REQUEST_COLUMNS = (("slo_target_us", np.int64), ("adapter", np.int32))
+#: request columns that workloads fill besides :data:`blis.requests.REQUEST_FIELDS`
+#: (name, dtype, unit, doc); a trace carries them, and they round-trip through TraceV2
+EXTRA_REQUEST_FIELDS = [
+    ("slo_target_us", np.int64, "us", "per-request TTFT target (0 = none)"),
+    ("adapter", np.int32, "", "code into names['adapter'] (LoRA adapter; 0 = base model)"),
+    ("reason_ratio", np.float64, "", "reasoning share of the output"),
+    ("text_tokens", np.int64, "tokens", "multimodal: text tokens"),
+    ("image_tokens", np.int64, "tokens", "multimodal: image tokens"),
+    ("audio_tokens", np.int64, "tokens", "multimodal: audio tokens"),
+    ("video_tokens", np.int64, "tokens", "multimodal: video tokens"),
+]
 
 _GOLDEN = 0x9E3779B97F4A7C15
 
@@ -334,7 +343,8 @@ def load_presets(defaults_path: Union[str, Path, None] = None) -> Dict[str, Pres
             raise ConfigError(f"defaults file: workloads.{name} must be a mapping, got {entry!r}")
         for key, value in entry.items():
             if key not in PRESET_KEYS:
-                raise ConfigError(f"defaults file: workloads.{name}: unknown key {key!r}; valid: {', '.join(PRESET_KEYS)}")
+                raise ConfigError(f"defaults file: workloads.{name}: unknown key {key!r}; "
+                                  f"valid: {', '.join(PRESET_KEYS)}")
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise ConfigError(f"defaults file: workloads.{name}.{key} must be an integer, got {value!r}")
         out[str(name)] = Preset(**{k: int(v) for k, v in entry.items() if v is not None})
@@ -453,7 +463,8 @@ def _windows(client) -> List[Tuple[int, int, bool]]:
         if isinstance(w, (tuple, list)):
             out.append((int(w[0]), int(w[1]), False))
             continue
-        override = any(_get(w, k) is not None for k in ("trace_rate", "arrival", "input_distribution", "output_distribution"))
+        override = any(_get(w, k) is not None
+                       for k in ("trace_rate", "arrival", "input_distribution", "output_distribution"))
         out.append((int(_get(w, "start_us", 0)), int(_get(w, "end_us", 0)), override))
     return out
 
@@ -621,7 +632,7 @@ def generate_requests(spec, horizon_us: int = INT64_MAX, max_requests: Optional[
 def _build_table(parts, seed, clients, prefix_len, max_requests: int = 0) -> RequestTable:
     if not parts:
         t = RequestTable.empty(0)
-        for name, dtype in EXTRA_REQUEST_COLUMNS:
+        for name, dtype, _, _ in EXTRA_REQUEST_FIELDS:
             t.cols[name] = np.zeros(0, dtype)
         t.names["adapter"] = [""]
         return t
@@ -669,6 +680,8 @@ def _build_table(parts, seed, clients, prefix_len, max_requests: int = 0) -> Req
     cols["arrival_us"] = arrival[order]
     cols["request_id"] = np.arange(n, dtype=np.int64)
     cols["max_output_len"] = cols["output_len"].copy()
+    for name, dtype, _, _ in EXTRA_REQUEST_FIELDS:
+        cols[name] = np.ascontiguousarray(cols[name], dtype) if name in cols else np.zeros(n, dtype)
     too_long = np.flatnonzero((cols["input_len"] > 2**31 - 1) | (cols["output_len"] > 2**31 - 1))
     if len(too_long):
         raise ConfigError(f"generate_requests: token lengths must be < 2^31, got input "
@@ -734,6 +747,9 @@ def synthesize_preset(name: str, *, rate: float = 1.0, num_requests: int = 100, 
 
     As in BLIS, the preset's token numbers are not range-checked.
     """
+    num_requests = _check_int("--num-requests", num_requests)
+    if num_requests < 0:
+        raise ConfigError(f"--num-requests must be >= 0, got {num_requests}")
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (rate > 0) or math.isinf(rate):
         raise ConfigError(f"--rate must be a finite value > 0, got "
                           f"{go_format_float(rate) if isinstance(rate, (int, float)) else repr(rate)}")

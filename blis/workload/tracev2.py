@@ -25,19 +25,18 @@ positive length), where BLIS keeps each row's own value.
 from __future__ import annotations
 
 import csv
-import io
 import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
 from ..errors import ConfigError
 from ..requests import RequestTable
-from .synthesis import _GOLDEN, _mix64, go_format_float, group_seed
+from .synthesis import EXTRA_REQUEST_FIELDS, _GOLDEN, _mix64, go_format_float, group_seed
 
 PathLike = Union[str, os.PathLike]
 
@@ -99,17 +98,6 @@ STATUS_INCOMPLETE = "incomplete"
 STATUS_ERROR = "error"
 #: status codes accepted by :func:`records_from_simulation` (index = code)
 STATUS_NAMES = (STATUS_OK, STATUS_TIMEOUT, STATUS_INCOMPLETE, STATUS_ERROR)
-
-#: RequestTable columns filled from a trace besides blis.requests.REQUEST_FIELDS
-EXTRA_REQUEST_FIELDS = [
-    ("slo_target_us", np.int64, "us", "per-request TTFT target (0 = none)"),
-    ("adapter", np.int32, "", "code into names['adapter'] (LoRA adapter; 0 = base model)"),
-    ("reason_ratio", np.float64, "", "reasoning share of the output"),
-    ("text_tokens", np.int32, "tokens", "multimodal: text tokens"),
-    ("image_tokens", np.int32, "tokens", "multimodal: image tokens"),
-    ("audio_tokens", np.int32, "tokens", "multimodal: audio tokens"),
-    ("video_tokens", np.int32, "tokens", "multimodal: video tokens"),
-]
 
 # ---------------------------------------------------------------------------
 # Header schema (yaml.v3 struct order; third item = omitempty)
@@ -476,7 +464,7 @@ def yaml_scalar_float(x: float) -> str:
 def _is_empty(typ, v) -> bool:
     if isinstance(typ, tuple):
         return v is None if typ[0] == "struct" else not v
-    return v is None or v == _ZERO.get(typ) and not (typ == "float" and math.copysign(1.0, v) < 0)
+    return v is None or v == _ZERO.get(typ)  # yaml.v3 isZero: -0.0 counts as zero too
 
 
 def _emit_struct(schema, values, indent: int, out: List[str], first_prefix: Optional[str] = None) -> None:
@@ -625,7 +613,8 @@ def _convert(typ, v, where: str):
             return {k: _convert_struct(sub, mv, f"{where}.{k}") for k, mv in v.items()}
         return _convert_struct(sub, v, where)
     if not isinstance(v, _Scalar):
-        raise ConfigError(f"{where}: must be a scalar ({typ}), got a {'mapping' if isinstance(v, dict) else 'sequence'}")
+        kind = "mapping" if isinstance(v, dict) else "sequence"
+        raise ConfigError(f"{where}: must be a scalar ({typ}), got a {kind}")
     if typ == "str":
         return v.value
     if not v.plain:
@@ -639,7 +628,8 @@ def _convert(typ, v, where: str):
         raise ConfigError(f"{where}: must be a bool (true or false), got {v.value!r}")
     num = _yaml_number(v)
     if num is None:
-        raise ConfigError(f"{where}: must be {'an integer' if typ in ('int', 'optint') else 'a number'}, got {v.value!r}")
+        want = "an integer" if typ in ("int", "optint") else "a number"
+        raise ConfigError(f"{where}: must be {want}, got {v.value!r}")
     if typ == "float":
         return float(num)
     if isinstance(num, float):
@@ -733,10 +723,11 @@ def _columns_from_arrow(data_path: Path, header: List[str], width: int):
         return "skip"
 
     try:
+        data = data_path.read_bytes()
         table = pacsv.read_csv(
-            data_path,
+            pa.BufferReader(data),
             read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=1 << 24),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=True,
+            parse_options=pacsv.ParseOptions(newlines_in_values=b'"' in data, ignore_empty_lines=True,
                                              invalid_row_handler=on_invalid),
             convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
                                                  strings_can_be_null=False, quoted_strings_can_be_null=False),
@@ -800,6 +791,13 @@ def _parse_int_col(arr, name, order, errs: _RowErrors, nonneg: bool, values_for_
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    try:  # common case: Arrow's strict parser accepts every value (it is stricter than Atoi: no '+')
+        vals = pc.cast(arr, pa.int64()).to_numpy(zero_copy_only=False)
+        if nonneg:
+            errs.check(order + 0.5, vals < 0, lambda r: f"{name} must be >= 0, got {int(vals[r])}")
+        return vals
+    except pa.ArrowInvalid:
+        pass
     ok = pc.match_substring_regex(arr, _INT_RE).to_numpy(zero_copy_only=False)
     cleaned = pc.if_else(pa.array(ok), pc.replace_substring_regex(arr, r"^\+", ""), pa.scalar("0"))
     try:
@@ -921,7 +919,8 @@ def read_tracev2(header_path: PathLike, data_path: PathLike) -> TraceV2:
             if v is not None:
                 vals[i] = v
                 ok[i] = True
-    errs.check(order, ~ok, lambda r: f"reason_ratio must be a number in [0, 1], got {raw_value(pos['reason_ratio'])(r)!r}")
+    errs.check(order, ~ok,
+               lambda r: f"reason_ratio must be a number in [0, 1], got {raw_value(pos['reason_ratio'])(r)!r}")
     with np.errstate(invalid="ignore"):
         out_of_range = ok & ~((vals >= 0) & (vals <= 1))
     errs.check(order + 0.5, out_of_range,
@@ -948,10 +947,10 @@ def read_tracev2(header_path: PathLike, data_path: PathLike) -> TraceV2:
     errs.raise_first()
 
     def strings(idx, trim=False):
-        arr = raw[idx].to_numpy(zero_copy_only=False)
+        arr = raw[idx]
         if trim:
-            arr = np.array([go_trim_space(s) for s in arr], dtype=object) if len(arr) else arr
-        return arr
+            arr = pc.utf8_trim(arr, _GO_SPACE)
+        return arr.to_numpy(zero_copy_only=False)
 
     for name in ("client_id", "tenant_id", "slo_class", "session_id", "prefix_group", "model", "status"):
         rec[name] = strings(pos[name])
@@ -1015,32 +1014,36 @@ def tracev2_to_requests(trace: TraceV2, seed: int = 42) -> RequestTable:
             i = int(np.argmax(col))
             raise ConfigError(f"trace row {i + 1}: {name} must be < 2^31, got {int(col[i])}")
 
+    # injection order: time, then file order; dictionary codes follow that order
+    order = np.argsort(arrival, kind="stable")
+    sorted_ = not np.array_equal(order, np.arange(n))
+
+    def o(col):
+        return col[order] if sorted_ else col.copy()
+
     names: Dict[str, List[str]] = {}
     cols: Dict[str, np.ndarray] = {}
     for col, src in (("prefix_group", "prefix_group"), ("slo_class", "slo_class"), ("tenant", "tenant_id"),
                      ("client", "client_id"), ("model", "model"), ("session", "session_id"), ("adapter", "adapter")):
-        cols[col], names[col] = _codes(r[src])
+        cols[col], names[col] = _codes(o(r[src]))
     cols.update(
-        request_id=r["request_id"].copy(),
-        arrival_us=arrival,
-        input_len=input_len,
-        output_len=r["output_tokens"].copy(),
-        prefix_len=actual_prefix,
-        max_output_len=r["output_tokens"].copy(),
-        deadline_us=r["deadline_us"].copy(),
-        round_index=r["round_index"].copy(),
-        streaming=r["streaming"].copy(),
-        content_seed=_row_content_seeds(seed, n),
-        slo_target_us=r["slo_target_us"].copy(),
-        reason_ratio=r["reason_ratio"].copy(),
-        text_tokens=r["text_tokens"].copy(),
-        image_tokens=r["image_tokens"].copy(),
-        audio_tokens=r["audio_tokens"].copy(),
-        video_tokens=r["video_tokens"].copy(),
+        request_id=o(r["request_id"]),
+        arrival_us=o(arrival),
+        input_len=o(input_len),
+        output_len=o(r["output_tokens"]),
+        prefix_len=o(actual_prefix),
+        max_output_len=o(r["output_tokens"]),
+        deadline_us=o(r["deadline_us"]),
+        round_index=o(r["round_index"]),
+        streaming=o(r["streaming"]),
+        content_seed=o(_row_content_seeds(seed, n)),
+        slo_target_us=o(r["slo_target_us"]),
+        reason_ratio=o(r["reason_ratio"]),
+        text_tokens=o(r["text_tokens"]),
+        image_tokens=o(r["image_tokens"]),
+        audio_tokens=o(r["audio_tokens"]),
+        video_tokens=o(r["video_tokens"]),
     )
-    order = np.argsort(arrival, kind="stable")
-    if not np.array_equal(order, np.arange(n)):
-        cols = {k: v[order] for k, v in cols.items()}
     extra_dtypes = {name: dtype for name, dtype, _, _ in EXTRA_REQUEST_FIELDS}
     for name, dtype in extra_dtypes.items():
         cols[name] = np.ascontiguousarray(cols[name], dtype=dtype)
@@ -1170,15 +1173,44 @@ def _format_column(name: str, col: np.ndarray) -> List[str]:
     return col.astype(np.int64).astype(str).tolist()
 
 
+def _polars_column(name: str, col: np.ndarray):
+    """One CSV column as a polars Utf8 Series (vectorised; Go formatting and quoting)."""
+    import polars as pl
+
+    dtype = RECORD_DTYPES[name]
+    if dtype is object:
+        values = col.tolist()
+        uniq = set(values)
+        mapping = {u: _csv_field(str(u)) for u in uniq}
+        if any(mapping[u] != u for u in uniq):
+            values = [mapping[v] for v in values]
+        return pl.Series(name, values, dtype=pl.Utf8)
+    if dtype is np.bool_:
+        return pl.Series(name, col, dtype=pl.Boolean).cast(pl.Utf8)
+    if dtype is np.float64:
+        uniq, inv = np.unique(col, return_inverse=True)
+        strs = np.array([go_format_float_f(float(u)) for u in uniq], dtype=object)
+        return pl.Series(name, strs[inv.reshape(-1)].tolist(), dtype=pl.Utf8)
+    return pl.Series(name, col.astype(np.int64)).cast(pl.Utf8)
+
+
 def tracev2_csv_text(header: Dict[str, Any], records: Dict[str, np.ndarray]) -> str:
     """The data CSV text BLIS writes for these records."""
     trace = records if isinstance(records, TraceV2) else TraceV2(header, dict(records))
     cols = csv_columns(trace.header, trace.records)
-    body = [_format_column(name, trace.records[name]) for name in cols]
-    lines = [",".join(_csv_field(c) for c in cols)]
-    if body and len(body[0]):
-        lines.extend(",".join(row) for row in zip(*body))
-    return "\n".join(lines) + "\n"
+    head = ",".join(_csv_field(c) for c in cols)
+    if len(trace) == 0:
+        return head + "\n"
+    try:
+        import polars as pl
+
+        df = pl.DataFrame([_polars_column(name, trace.records[name]) for name in cols])
+        lines = df.select(pl.concat_str(pl.all(), separator=",")).to_series().to_list()
+    except (UnicodeEncodeError, ImportError, TypeError, ValueError):
+        # e.g. strings that are not valid UTF-8 (read with surrogateescape): plain Python
+        body = [_format_column(name, trace.records[name]) for name in cols]
+        lines = [",".join(row) for row in zip(*body)]
+    return head + "\n" + "\n".join(lines) + "\n"
 
 
 def _atomic_write(path: Path, data: Union[str, bytes]) -> None:
