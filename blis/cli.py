@@ -26,7 +26,6 @@ LOG_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.IN
 
 ROUTING_POLICIES = ("round-robin", "least-loaded", "weighted", "always-busiest")
 ADMISSION_POLICIES = ("always-admit", "token-bucket", "reject-all", "tier-shed", "gaie-legacy")
-SCHEDULERS = ("fcfs", "priority-fcfs", "sjf", "reverse-priority")
 PREEMPTION_POLICIES = ("fcfs", "priority")
 LATENCY_MODELS = ("roofline", "trained-physics")
 PRESETS_HINT = "chatbot, summarization, contentgen, multidoc"
@@ -131,7 +130,7 @@ def _sim_flags(p):
     _add(g, "--token-bucket-refill-rate", _float, 1000.0, "token bucket refill rate (tokens/s)")
     _add(g, "--routing-policy", str, "round-robin", "routing policy: " + ", ".join(ROUTING_POLICIES))
     _add(g, "--routing-scorers", str, "", "weighted routing scorers name:w,...")
-    _add(g, "--scheduler", str, "fcfs", "instance scheduler: " + ", ".join(SCHEDULERS))
+    _add(g, "--scheduler", str, "fcfs", "instance scheduler (see blis.schedulers): fcfs, priority-fcfs, sjf, ...")
     _add(g, "--preemption-policy", str, "fcfs", "preemption victim policy: fcfs, priority")
     _add(g, "--policy-config", str, "", "policy bundle YAML")
     _add(g, "--snapshot-refresh-interval", _int, 50000, "routing snapshot refresh interval (us)")
@@ -256,7 +255,8 @@ def validate_common(ns):
     _choice("--latency-model", ns.latency_model, LATENCY_MODELS)
     _choice("--routing-policy", ns.routing_policy or "round-robin", ROUTING_POLICIES)
     _choice("--admission-policy", ns.admission_policy or "always-admit", ADMISSION_POLICIES)
-    _choice("--scheduler", ns.scheduler or "fcfs", SCHEDULERS)
+    from blis.schedulers import SCHEDULERS
+    SCHEDULERS.get(ns.scheduler or "fcfs")
     _choice("--preemption-policy", ns.preemption_policy or "fcfs", PREEMPTION_POLICIES)
     _choice("--trace-level", ns.trace_level, ("none", "decisions"))
     _choice("--progress", ns.progress, ("auto", "always", "never"))

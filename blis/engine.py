@@ -18,11 +18,10 @@ from blis.kernels import layout as Lo
 from blis.kernels.engine import run_nb
 from blis.kernels.kvcache import kv_init_nb
 from blis.requests import RequestTable
+from blis.schedulers import scheduler_keys
 
 INT64_MAX = np.iinfo(np.int64).max
 
-SCHEDULERS = {"fcfs": Lo.SCHED_FCFS, "": Lo.SCHED_FCFS, "priority-fcfs": Lo.SCHED_PRIORITY_FCFS,
-              "sjf": Lo.SCHED_SJF, "reverse-priority": Lo.SCHED_REVERSE_PRIORITY}
 PREEMPTION_POLICIES = {"fcfs": Lo.PREEMPT_FCFS, "": Lo.PREEMPT_FCFS, "priority": Lo.PREEMPT_PRIORITY}
 
 #: BLIS's base SLO priority map (higher = more important); unknown/empty class -> 3
@@ -106,6 +105,7 @@ class Simulation:
         rq[Lo.R_DEADLINE] = t["deadline_us"]
         prio = vllm_priorities(t.names["slo_class"], c.slo_priority_overrides)
         rq[Lo.R_PRIO] = prio[t["slo_class"]]
+        reorder, rq[Lo.R_SCHEDKEY] = scheduler_keys(c.scheduler, t, rq[Lo.R_PRIO])
         rq[Lo.R_ID] = t["request_id"]
         rq[Lo.R_IDKEY], rq[Lo.R_IDDIG] = _id_keys(t["request_id"])
         rq[Lo.R_CSEED] = t["content_seed"].view(np.int64)
@@ -164,7 +164,7 @@ class Simulation:
         cfg[Lo.C_THRESHOLD] = c.long_prefill_token_threshold
         cfg[Lo.C_MML] = c.max_model_len
         cfg[Lo.C_HORIZON] = c.horizon_us
-        cfg[Lo.C_SCHED] = SCHEDULERS[c.scheduler]
+        cfg[Lo.C_SCHED] = 1 if reorder else 0
         cfg[Lo.C_PREEMPT] = PREEMPTION_POLICIES[c.preemption_policy]
         cfg[Lo.C_BACKEND] = self.latency.code
         cfg[Lo.C_OTPT] = self.latency.otpt_us

@@ -145,18 +145,12 @@ def _id_less(rq, a, b):
 
 
 @njit
-def _sched_less(rq, code, a, b):
-    """Strict total order of the instance scheduler ``code`` (a before b)."""
-    if code == SCHED_PRIORITY_FCFS or code == SCHED_REVERSE_PRIORITY:
-        pa = rq[R_PRIO, a]
-        pb = rq[R_PRIO, b]
-        if pa != pb:
-            return pa < pb if code == SCHED_PRIORITY_FCFS else pa > pb
-    elif code == SCHED_SJF:
-        la = rq[R_ILEN, a]
-        lb = rq[R_ILEN, b]
-        if la != lb:
-            return la < lb
+def _sched_less(rq, a, b):
+    """Strict total order of the scheduler: (key, arrival, name) ascending."""
+    ka = rq[R_SCHEDKEY, a]
+    kb = rq[R_SCHEDKEY, b]
+    if ka != kb:
+        return ka < kb
     aa = rq[R_ARRIVAL, a]
     ab = rq[R_ARRIVAL, b]
     if aa != ab:
@@ -165,8 +159,8 @@ def _sched_less(rq, code, a, b):
 
 
 @njit
-def _wq_reorder(wq, ins, i, rq, code):
-    if code == SCHED_FCFS:
+def _wq_reorder(wq, ins, i, rq, reorder):
+    if reorder == 0:
         return
     h = ins[i, I_WQH]
     t = ins[i, I_WQT]
@@ -174,7 +168,7 @@ def _wq_reorder(wq, ins, i, rq, code):
     for k in range(h + 1, t):
         x = wq[i, k]
         j = k - 1
-        while j >= h and _sched_less(rq, code, x, wq[i, j]):
+        while j >= h and _sched_less(rq, x, wq[i, j]):
             wq[i, j + 1] = wq[i, j]
             j -= 1
         wq[i, j + 1] = x

@@ -43,7 +43,8 @@ R_SLO = 30           # SLO class code
 R_TENANT = 31        # tenant code
 R_ROUTED_AT = 32     # time the request was injected into its instance
 R_ITLMEAN_DIV = 33   # divisor used for itl_ms (set at completion)
-NRF = 34
+R_SCHEDKEY = 34      # static scheduler sort key (see blis.schedulers)
+NRF = 35
 
 # ---- request states
 ST_PENDING = 0       # not yet at an instance
@@ -104,7 +105,7 @@ C_BUDGET = 2         # max-num-batched-tokens
 C_THRESHOLD = 3      # long-prefill-token-threshold
 C_MML = 4            # max-model-len (0 = unlimited)
 C_HORIZON = 5
-C_SCHED = 6          # SCHED_* below
+C_SCHED = 6          # 1 = reorder the wait queue by R_SCHEDKEY each step, 0 = FCFS
 C_PREEMPT = 7        # PREEMPT_* below
 C_BACKEND = 8        # latency backend code
 C_OTPT = 9           # OutputTokenProcessingTime (us)
@@ -124,11 +125,6 @@ CF_ALPHA1 = 1
 CF_TB_CAP = 2        # token bucket capacity
 CF_TB_RATE = 3       # token bucket refill rate (tokens/s)
 NCFGF = 4
-
-SCHED_FCFS = 0
-SCHED_PRIORITY_FCFS = 1
-SCHED_SJF = 2
-SCHED_REVERSE_PRIORITY = 3
 
 PREEMPT_FCFS = 0
 PREEMPT_PRIORITY = 1
