@@ -112,6 +112,7 @@ def _sim_flags(p):
     _add(g, "--long-prefill-token-threshold", _int, 0, "chunk prefills longer than this (0 = off)")
     _add(g, "--max-model-len", _int, 0, "max total tokens per request (default: from config.json)")
     _add(g, "--gpu-memory-utilization", _float, 0.9, "GPU memory fraction for KV capacity")
+    _add(g, "--batch-formation", str, "vllm", "batch formation strategy (blis extension): vllm, vllm-no-chunked-prefill")
     g = p.add_argument_group("latency model")
     _add(g, "--latency-model", str, "trained-physics", "roofline or trained-physics")
     _add(g, "--alpha-coeffs", str, "0,0,0", "alpha coefficients (trained-physics)")
@@ -255,8 +256,10 @@ def validate_common(ns):
     _choice("--latency-model", ns.latency_model, LATENCY_MODELS)
     _choice("--routing-policy", ns.routing_policy or "round-robin", ROUTING_POLICIES)
     _choice("--admission-policy", ns.admission_policy or "always-admit", ADMISSION_POLICIES)
+    from blis.batch_formation import BATCH_FORMATIONS
     from blis.schedulers import SCHEDULERS
     SCHEDULERS.get(ns.scheduler or "fcfs")
+    BATCH_FORMATIONS.get(ns.batch_formation)
     _choice("--preemption-policy", ns.preemption_policy or "fcfs", PREEMPTION_POLICIES)
     _choice("--trace-level", ns.trace_level, ("none", "decisions"))
     _choice("--progress", ns.progress, ("auto", "always", "never"))
@@ -356,7 +359,8 @@ def engine_config(ns, blocks, mml, horizon):
         routing=routing, admission=admission, admission_latency_us=ns.admission_latency,
         routing_latency_us=ns.routing_latency, snapshot_refresh_interval_us=ns.snapshot_refresh_interval,
         token_bucket_capacity=ns.token_bucket_capacity,
-        token_bucket_refill_rate=ns.token_bucket_refill_rate, seed=ns.seed)
+        token_bucket_refill_rate=ns.token_bucket_refill_rate, seed=ns.seed,
+        batch_formation=ns.batch_formation)
 
 
 # ---------------------------------------------------------------- workloads

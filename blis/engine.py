@@ -17,6 +17,7 @@ import numpy as np
 from blis.kernels import layout as Lo
 from blis.kernels.engine import run_nb
 from blis.kernels.kvcache import kv_init_nb
+from blis.batch_formation import BATCH_FORMATIONS
 from blis.requests import RequestTable
 from blis.schedulers import scheduler_keys
 
@@ -60,6 +61,7 @@ class EngineConfig:
     token_bucket_refill_rate: float = 1000.0
     slo_priority_overrides: dict = field(default_factory=dict)
     seed: int = 42
+    batch_formation: str = "vllm"
 
 
 def _id_keys(ids: np.ndarray):
@@ -176,6 +178,9 @@ class Simulation:
         cfg[Lo.C_ROUTE_LAT] = c.routing_latency_us
         cfg[Lo.C_SNAP_INTERVAL] = c.snapshot_refresh_interval_us
         cfg[Lo.C_NREQ] = n
+        bf = BATCH_FORMATIONS.get(c.batch_formation)
+        cfg[Lo.C_BF_NO_CHUNK] = 1 if bf.no_chunked_prefill else 0
+        cfg[Lo.C_BF_MAX_ADMIT] = bf.max_admissions_per_step
         self.cfg_arr = cfg
         cfgf = np.zeros(Lo.NCFGF, np.float64)
         cfgf[Lo.CF_ALPHA0] = self.latency.queueing_alpha0

@@ -9,13 +9,14 @@ from Python objects.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List
+from typing import Callable, Dict, List
 
 import numpy as np
 
 from blis import stats
 from blis.gojson import marshal_indent
 from blis.kernels import layout as Lo
+from blis.registry import Registry
 
 STATE_NAMES = {Lo.ST_PENDING: "pending", Lo.ST_QUEUED: "queued", Lo.ST_RUNNING: "running",
                Lo.ST_COMPLETED: "completed", Lo.ST_TIMED_OUT: "timed_out",
@@ -38,6 +39,39 @@ RESULT_FIELDS = [
     ("output_tokens_done", np.int32, "tokens", "output tokens counted at completion"),
     ("length_capped", np.bool_, "", "completed at the max-model-len boundary"),
 ]
+
+
+@dataclass(frozen=True)
+class RequestMetric:
+    """A derived per-request column: ``compute(results) -> array`` aligned with the rows."""
+
+    name: str
+    compute: Callable[["SimResults"], np.ndarray]
+    dtype: object
+    unit: str
+    doc: str
+
+
+#: derived per-request metric fields, added to the Parquet/Arrow output
+REQUEST_METRICS: Registry[RequestMetric] = Registry("request metric")
+
+
+def register_request_metric(name: str, compute, dtype=np.float64, unit: str = "", doc: str = "") -> RequestMetric:
+    """Add a per-request output column computed from the result columns (vectorised)."""
+    base = {f[0] for f in RESULT_FIELDS}
+    if name in base:
+        raise ValueError(f"request metric {name!r}: clashes with a built-in result column")
+    return REQUEST_METRICS.register(name, RequestMetric(name, compute, dtype, unit, doc))
+
+
+def _decode_time_us(res):
+    c = res.cols
+    done = c["state"] == Lo.ST_COMPLETED
+    return np.where(done, c["e2e_us"] - c["ttft_us"], -1).astype(np.int64)
+
+
+register_request_metric("decode_time_us", _decode_time_us, np.int64, "us",
+                        "E2E minus TTFT for completed requests (-1 otherwise)")
 
 
 @dataclass
@@ -453,6 +487,12 @@ class SimResults:
             cols[cat] = names[c[cat]]
         cols["round_index"] = c["round_index"]
         cols["prefix_tokens"] = c["prefix_len"]
+        for name in REQUEST_METRICS:
+            m = REQUEST_METRICS.get(name)
+            v = np.asarray(m.compute(self))
+            if v.shape != (len(c["request_id"]),):
+                raise ValueError(f"request metric {name!r}: must return one value per request, got {v.shape}")
+            cols[name] = v.astype(m.dtype)
         return pa.table(cols)
 
     def summary_json(self) -> str:

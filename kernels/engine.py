@@ -397,17 +397,25 @@ def _form_batch(rq, ins, wq, bt, kv, itl, glob, gseed, cfg, i, now, scratch, new
     # Phase 2: admit from the wait queue head
     n_new = np.int64(0)
     cached = scratch[1]
+    max_admit = cfg[C_BF_MAX_ADMIT]
     while (ins[i, I_BLEN] < cfg[C_MAX_SEQS] and wq_len_nb(ins, i) > 0 and fb[0] > 0
-           and fb[1] == 0):
+           and fb[1] == 0 and (max_admit == 0 or n_new < max_admit)):
         nx = wq[i, ins[i, I_WQH]]
         nc = kv_cached_blocks_nb(kv, i, rq, gseed, nx, B, cached)
         start = nc * B
         n = rq[R_ILEN, nx] - start
-        if 0 < thr and thr < n:
-            n = thr
-        n = min(n, fb[0])
-        if mml > 0:
-            n = min(n, max(mml - 1 - start, 0))
+        if cfg[C_BF_NO_CHUNK] != 0:
+            # chunked prefill disabled: the whole (uncached) prompt must fit this step
+            if mml > 0:
+                n = min(n, max(mml - 1 - start, 0))
+            if n > fb[0]:
+                break
+        else:
+            if 0 < thr and thr < n:
+                n = thr
+            n = min(n, fb[0])
+            if mml > 0:
+                n = min(n, max(mml - 1 - start, 0))
         if not kv_allocate_nb(kv, ins, i, rq, gseed, nx, start, start + n, cached, nc, B):
             break
         ins[i, I_WQH] += 1

@@ -117,7 +117,9 @@ C_ADMIT_LAT = 14
 C_ROUTE_LAT = 15
 C_SNAP_INTERVAL = 16
 C_NREQ = 17
-NCFG = 18
+C_BF_NO_CHUNK = 18   # batch formation: admit a prefill only if it fits whole (1) or chunk it (0)
+C_BF_MAX_ADMIT = 19  # batch formation: max new admissions per step (0 = unlimited)
+NCFG = 20
 
 # float configuration: cfgf[CF_*]
 CF_ALPHA0 = 0        # QueueingTime = clamp(alpha0 + alpha1 * input_len)
