@@ -253,7 +253,8 @@ def validate_common(ns):
     for flag, v in (("--token-bucket-capacity", ns.token_bucket_capacity),
                     ("--token-bucket-refill-rate", ns.token_bucket_refill_rate)):
         _require(math.isfinite(v) and v > 0, flag, "finite and > 0", v)
-    _choice("--latency-model", ns.latency_model, LATENCY_MODELS)
+    from blis.latency import valid_latency_backend_names
+    _choice("--latency-model", ns.latency_model, valid_latency_backend_names())
     _choice("--routing-policy", ns.routing_policy or "round-robin", ROUTING_POLICIES)
     _choice("--admission-policy", ns.admission_policy or "always-admit", ADMISSION_POLICIES)
     from blis.batch_formation import BATCH_FORMATIONS

@@ -21,11 +21,12 @@ from .trained_physics import trained_physics_step_time_nb
 
 BACKEND_ROOFLINE = 0
 BACKEND_TRAINED_PHYSICS = 1
-BACKEND_CONSTANT = 2  # test backend: params = [base_us, us_per_prefill_token, us_per_decode]
+BACKEND_LINEAR = 2  # params = [base_us, us_per_prefill_token, us_per_decode] (BLIS's legacy "blackbox" form)
+BACKEND_CONSTANT = BACKEND_LINEAR  # older name
 
 
 @njit
-def constant_step_time_nb(params, pf_pi, pf_new, pf_len, n_pf, dc_pi, n_dc, n_sched):
+def linear_step_time_nb(params, pf_pi, pf_new, pf_len, n_pf, dc_pi, n_dc, n_sched):
     t = params[0]
     for k in range(n_pf):
         t += params[1] * pf_new[k]
@@ -40,6 +41,6 @@ def step_time_nb(code, params, pf_pi, pf_new, pf_len, n_pf, dc_pi, n_dc, n_sched
         return roofline_step_time_nb(params, pf_pi, pf_new, pf_len, n_pf, dc_pi, n_dc, n_sched)
     if code == BACKEND_TRAINED_PHYSICS:
         return trained_physics_step_time_nb(params, pf_pi, pf_new, pf_len, n_pf, dc_pi, n_dc, n_sched)
-    if code == BACKEND_CONSTANT:
-        return constant_step_time_nb(params, pf_pi, pf_new, pf_len, n_pf, dc_pi, n_dc, n_sched)
+    if code == BACKEND_LINEAR:
+        return linear_step_time_nb(params, pf_pi, pf_new, pf_len, n_pf, dc_pi, n_dc, n_sched)
     return np.int64(1)
