@@ -273,7 +273,11 @@ def validate_common(ns):
     if (ns.admission_policy or "always-admit") not in SUPPORTED_ADMISSION:
         raise ConfigError(f"--admission-policy: {ns.admission_policy!r} is not simulated by this version yet; "
                           f"valid now: {', '.join(SUPPORTED_ADMISSION)}")
-    unsupported = [("--kv-cpu-blocks", ns.kv_cpu_blocks > 0), ("--policy-config", bool(ns.policy_config)),
+    if ns.kv_cpu_blocks > 0 and ns.kv_offload_threshold != 0:
+        log.warning("--kv-offload-threshold is deprecated in the vLLM v1 mirror model and is ignored")
+    _require(ns.kv_transfer_base_latency >= 0, "--kv-transfer-base-latency", ">= 0 (us)", ns.kv_transfer_base_latency)
+    _require(math.isfinite(ns.kv_transfer_bandwidth), "--kv-transfer-bandwidth", "finite", ns.kv_transfer_bandwidth)
+    unsupported = [("--policy-config", bool(ns.policy_config)),
                    ("--trace-level decisions", ns.trace_level == "decisions"),
                    ("--fitness-weights", bool(ns.fitness_weights))]
     for flag, on in unsupported:
@@ -361,7 +365,8 @@ def engine_config(ns, blocks, mml, horizon):
         routing_latency_us=ns.routing_latency, snapshot_refresh_interval_us=ns.snapshot_refresh_interval,
         token_bucket_capacity=ns.token_bucket_capacity,
         token_bucket_refill_rate=ns.token_bucket_refill_rate, seed=ns.seed,
-        batch_formation=ns.batch_formation)
+        batch_formation=ns.batch_formation, kv_cpu_blocks=ns.kv_cpu_blocks,
+        kv_transfer_bandwidth=ns.kv_transfer_bandwidth, kv_transfer_base_latency_us=ns.kv_transfer_base_latency)
 
 
 # ---------------------------------------------------------------- workloads

@@ -16,7 +16,7 @@ import numpy as np
 
 from blis.kernels import layout as Lo
 from blis.kernels.engine import run_nb
-from blis.kernels.kvcache import kv_init_nb
+from blis.kernels.kvcache import cpu_init_nb, kv_init_nb
 from blis.batch_formation import BATCH_FORMATIONS
 from blis.requests import RequestTable
 from blis.schedulers import scheduler_keys
@@ -62,6 +62,9 @@ class EngineConfig:
     slo_priority_overrides: dict = field(default_factory=dict)
     seed: int = 42
     batch_formation: str = "vllm"
+    kv_cpu_blocks: int = 0
+    kv_transfer_bandwidth: float = 100.0  # blocks per us
+    kv_transfer_base_latency_us: int = 0
 
 
 def _id_keys(ids: np.ndarray):
@@ -144,6 +147,14 @@ class Simulation:
         for i in range(ni):
             kv_init_nb(self.kv, ins, i, nb)
 
+        ncpu = max(int(c.kv_cpu_blocks), 1)
+        chcap = 1 << int(np.ceil(np.log2(max(2 * ncpu, 16))))
+        self.cpu = (np.zeros((ni, ncpu), np.uint64), np.full((ni, ncpu), -1, np.int32),
+                    np.full((ni, ncpu), -1, np.int32), np.zeros((ni, chcap), np.uint64),
+                    np.zeros((ni, chcap), np.int32), np.zeros((ni, ncpu), np.int32))
+        for i in range(ni):
+            cpu_init_nb(self.cpu, ins, i, ncpu)
+
         nchunks = max(4 * (max_seqs + 2) * ni, 256)
         self.itl = (np.zeros((nchunks, Lo.ITL_CHUNK), np.int64), np.full(nchunks, -1, np.int64),
                     np.arange(nchunks - 1, -1, -1, dtype=np.int64),
@@ -181,18 +192,22 @@ class Simulation:
         bf = BATCH_FORMATIONS.get(c.batch_formation)
         cfg[Lo.C_BF_NO_CHUNK] = 1 if bf.no_chunked_prefill else 0
         cfg[Lo.C_BF_MAX_ADMIT] = bf.max_admissions_per_step
+        cfg[Lo.C_CPU_BLOCKS] = max(int(c.kv_cpu_blocks), 0)
+        cfg[Lo.C_XFER_BASE] = int(c.kv_transfer_base_latency_us)
         self.cfg_arr = cfg
         cfgf = np.zeros(Lo.NCFGF, np.float64)
         cfgf[Lo.CF_ALPHA0] = self.latency.queueing_alpha0
         cfgf[Lo.CF_ALPHA1] = self.latency.queueing_alpha1
         cfgf[Lo.CF_TB_CAP] = c.token_bucket_capacity
         cfgf[Lo.CF_TB_RATE] = c.token_bucket_refill_rate
+        cfgf[Lo.CF_XFER_BW] = c.kv_transfer_bandwidth
         self.cfgf = cfgf
         self.lat = np.ascontiguousarray(self.latency.params, np.float64)
         self.scratch = (np.zeros(3, np.int64), np.zeros(max_blocks + 1, np.int64),
                         np.zeros(max_seqs + 2, np.int64), np.zeros(max_seqs + 2, np.int64),
                         np.zeros(max_seqs + 2, np.int64), np.zeros(max_seqs + 2, np.int64),
-                        np.zeros(max_seqs + 2, np.int64), np.zeros(ni + 1, np.int64))
+                        np.zeros(max_seqs + 2, np.int64), np.zeros(ni + 1, np.int64),
+                        np.zeros(max_blocks + 1, np.int64))
         from blis.rng import PartitionedRNG
         self.router_rng = PartitionedRNG(int(c.seed)).for_subsystem("router").state
 
@@ -253,7 +268,7 @@ class Simulation:
             self.glob[Lo.G_BUDGET] = events_per_update
         while True:
             status = run_nb(self.rq, self.gseed, self.arrival_order, self.ins, self.ev, self.wq,
-                            self.bt, self.kv, self.itl, self.cev, self.glob, self.cfg_arr,
+                            self.bt, self.kv, self.cpu, self.itl, self.cev, self.glob, self.cfg_arr,
                             self.cfgf, self.lat, self.scratch, self.router_rng)
             if status == Lo.DONE:
                 break

@@ -95,11 +95,21 @@ class InstanceCounters:
     wq_samples: int
     injected: int
     events: int
+    cpu_misses: int = 0
+    cpu_hits: int = 0
+    cpu_evictions: int = 0
+    cpu_mirrored: int = 0
 
     @property
     def cache_hit_rate(self) -> float:
-        t = self.cache_hits + self.cache_misses
+        """GPU hits / (GPU hits + GPU misses + CPU-tier misses), 0 if nothing was allocated."""
+        t = self.cache_hits + self.cache_misses + self.cpu_misses
         return self.cache_hits / t if t > 0 else 0.0
+
+    @property
+    def kv_thrashing_rate(self) -> float:
+        """CPU-tier evictions / blocks mirrored to the CPU (0 without a CPU tier)."""
+        return self.cpu_evictions / self.cpu_mirrored if self.cpu_mirrored > 0 else 0.0
 
 
 @dataclass
@@ -163,6 +173,10 @@ class SimResults:
                 wq_samples=int(ins[i, Lo.I_WQ_SAMPLES]),
                 injected=int(ins[i, Lo.I_INJECTED]),
                 events=int(ins[i, Lo.I_EVENTS]),
+                cpu_misses=int(ins[i, Lo.I_CPU_MISSES]),
+                cpu_hits=int(ins[i, Lo.I_CPU_HITS]),
+                cpu_evictions=int(ins[i, Lo.I_CPU_EVICT]),
+                cpu_mirrored=int(ins[i, Lo.I_CPU_MIRROR]),
             ))
         hists = [sim.itl_histogram(i) for i in range(ins.shape[0])]
         t = sim.table
@@ -254,7 +268,10 @@ class SimResults:
         return sum(x.cache_hit_rate for x in self.instances) / len(self.instances)
 
     def kv_thrashing_rate(self) -> float:
-        return 0.0
+        """Mean over instances of each instance's thrashing rate."""
+        if not self.instances:
+            return 0.0
+        return sum(x.kv_thrashing_rate for x in self.instances) / len(self.instances)
 
     # ------------------------------------------------------------ per-request rows
     def request_rows(self) -> List[dict]:

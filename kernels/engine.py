@@ -19,7 +19,8 @@ import numpy as np
 
 from .jit import njit_hot as njit
 from .gorand import intn_nb
-from .kvcache import kv_allocate_nb, kv_cached_blocks_nb, kv_release_nb, kv_used_nb
+from .kvcache import (kv_allocate_nb, kv_allocate_tiered_nb, kv_cached_blocks_nb, kv_mirror_to_cpu_nb,
+                      kv_release_nb, kv_used_nb)
 from .latency import step_time_nb
 from .layout import *  # noqa: F401,F403  (integer layout constants)
 
@@ -245,6 +246,15 @@ def _itl_release(itl, glob, rq, r, commit, ins, i):
 
 # ------------------------------------------------------------ instance logic
 @njit
+def _alloc(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_cached, cfg, cfgf, newc):
+    """AllocateKVBlocks through the configured KV store (single tier or GPU+CPU)."""
+    if cfg[C_CPU_BLOCKS] > 0:
+        return kv_allocate_tiered_nb(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_cached,
+                                     cfg[C_BLOCK], cfg[C_XFER_BASE], cfgf[CF_XFER_BW], newc)
+    return kv_allocate_nb(kv, ins, i, rq, gseed, r, start, end, cached, n_cached, cfg[C_BLOCK])
+
+
+@njit
 def _enqueue(rq, ins, ev, wq, cfg, i, r, now):
     """EnqueueRequest: guards, drops, past-due, queue append, timeout event."""
     if rq[R_STATE, r] == ST_TIMED_OUT:
@@ -295,14 +305,14 @@ def _preempt_victim(rq, bt, blen, code, i):
 
 
 @njit
-def _preempt_for_tokens(rq, ins, wq, bt, kv, itl, glob, gseed, cfg, i, r, n, req_index, fb):
+def _preempt_for_tokens(rq, ins, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, i, r, n, req_index, fb, newc):
     """Allocate n tokens for running request r, evicting victims as needed.
     ``fb`` = [budget, preempted_happened, n_preempted]. Returns (ok, adjustment)."""
     adj = np.int64(0)
     B = cfg[C_BLOCK]
     while True:
         pi = rq[R_PI, r]
-        if kv_allocate_nb(kv, ins, i, rq, gseed, r, pi, pi + n, bt[i], np.int64(0), B):
+        if _alloc(kv, cpu, ins, i, rq, gseed, r, pi, pi + n, bt[i], np.int64(0), cfg, cfgf, newc):
             return True, adj
         blen = ins[i, I_BLEN]
         if blen == 0:
@@ -331,7 +341,7 @@ def _preempt_for_tokens(rq, ins, wq, bt, kv, itl, glob, gseed, cfg, i, r, n, req
 
 
 @njit
-def _form_batch(rq, ins, wq, bt, kv, itl, glob, gseed, cfg, i, now, scratch, newly):
+def _form_batch(rq, ins, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, i, now, scratch, newly):
     """vLLM FormBatch. Returns the number of newly scheduled requests (in ``newly``)."""
     B = cfg[C_BLOCK]
     thr = cfg[C_THRESHOLD]
@@ -339,6 +349,7 @@ def _form_batch(rq, ins, wq, bt, kv, itl, glob, gseed, cfg, i, now, scratch, new
     kv_fill = kv[2]
     kv_sb = kv[7]
     kv_sl = kv[8]
+    newc = scratch[8]
     fb = scratch[0]
     fb[0] = cfg[C_BUDGET]
     fb[1] = 0
@@ -360,7 +371,7 @@ def _form_batch(rq, ins, wq, bt, kv, itl, glob, gseed, cfg, i, now, scratch, new
             n = min(n, fb[0])
             if mml > 0:
                 n = min(n, max(mml - 1 - pi, 0))
-            ok, adj = _preempt_for_tokens(rq, ins, wq, bt, kv, itl, glob, gseed, cfg, i, r, n, k, fb)
+            ok, adj = _preempt_for_tokens(rq, ins, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, i, r, n, k, fb, newc)
             k -= adj
             if not ok:
                 break
@@ -385,8 +396,8 @@ def _form_batch(rq, ins, wq, bt, kv, itl, glob, gseed, cfg, i, now, scratch, new
                             kv_fill[i, last] = f + 1
                             fast = True
                 if not fast:
-                    ok, adj = _preempt_for_tokens(rq, ins, wq, bt, kv, itl, glob, gseed, cfg, i, r,
-                                                  np.int64(1), k, fb)
+                    ok, adj = _preempt_for_tokens(rq, ins, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, i, r,
+                                                  np.int64(1), k, fb, newc)
                     k -= adj
                     if not ok:
                         break
@@ -416,7 +427,7 @@ def _form_batch(rq, ins, wq, bt, kv, itl, glob, gseed, cfg, i, now, scratch, new
             n = min(n, fb[0])
             if mml > 0:
                 n = min(n, max(mml - 1 - start, 0))
-        if not kv_allocate_nb(kv, ins, i, rq, gseed, nx, start, start + n, cached, nc, B):
+        if not _alloc(kv, cpu, ins, i, rq, gseed, nx, start, start + n, cached, nc, cfg, cfgf, newc):
             break
         ins[i, I_WQH] += 1
         bt[i, ins[i, I_BLEN]] = nx
@@ -457,7 +468,7 @@ def _record_completion(rq, ins, itl, glob, cfg, i, r):
 
 
 @njit
-def _step(rq, ins, ev, wq, bt, kv, itl, glob, gseed, cfg, cfgf, lat, i, now, scratch):
+def _step(rq, ins, ev, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, lat, i, now, scratch):
     if ins[i, I_BLEN] == 0 and wq_len_nb(ins, i) == 0:
         ins[i, I_STEP_PENDING] = 0
         return
@@ -466,7 +477,7 @@ def _step(rq, ins, ev, wq, bt, kv, itl, glob, gseed, cfg, cfgf, lat, i, now, scr
     ins[i, I_STEP_COUNT] += 1
     _wq_reorder(wq, ins, i, rq, cfg[C_SCHED])
     newly = scratch[2]
-    n_new = _form_batch(rq, ins, wq, bt, kv, itl, glob, gseed, cfg, i, now, scratch, newly)
+    n_new = _form_batch(rq, ins, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, i, now, scratch, newly)
     ins[i, I_PREEMPT] += scratch[0][2]
     for k in range(n_new):
         r = newly[k]
@@ -498,6 +509,8 @@ def _step(rq, ins, ev, wq, bt, kv, itl, glob, gseed, cfg, cfgf, lat, i, now, scr
             dc_pi[n_dc] = rq[R_PI, r]
             n_dc += 1
     adv = step_time_nb(cfg[C_BACKEND], lat, pf_pi, pf_new, pf_len, n_pf, dc_pi, n_dc, n_sched)
+    adv += ins[i, I_PENDING_LAT]  # CPU->GPU reloads of the previous phase are paid by this step
+    ins[i, I_PENDING_LAT] = 0
     if adv < 1:
         adv = 1
     itl_v = adv + otpt
@@ -517,6 +530,8 @@ def _step(rq, ins, ev, wq, bt, kv, itl, glob, gseed, cfg, cfgf, lat, i, now, scr
     used = kv_used_nb(ins, i)
     if used > ins[i, I_PEAK_USED]:
         ins[i, I_PEAK_USED] = used
+    if cfg[C_CPU_BLOCKS] > 0:
+        kv_mirror_to_cpu_nb(kv, cpu, ins, i, rq, bt, blen, B, cfg[C_CPU_BLOCKS])
     # ---- completions
     mml = cfg[C_MML]
     t_left = now + adv
@@ -529,7 +544,8 @@ def _step(rq, ins, ev, wq, bt, kv, itl, glob, gseed, cfg, cfgf, lat, i, now, scr
         if pi >= L + max(N, 1) - 1:
             rq[R_STATE, r] = ST_COMPLETED
             if N > 0 and pi < L + N:
-                if not kv_allocate_nb(kv, ins, i, rq, gseed, r, pi, pi + 1, newly, np.int64(0), B):
+                if not _alloc(kv, cpu, ins, i, rq, gseed, r, pi, pi + 1, newly, np.int64(0), cfg, cfgf,
+                              scratch[8]):
                     ins[i, I_ALLOC_FAIL] += 1
             kv_release_nb(kv, ins, i, rq, r)
             rq[R_FINSTEP, r] = ins[i, I_STEP_COUNT]
@@ -590,7 +606,7 @@ def _timeout(rq, ins, ev, wq, bt, kv, itl, glob, i, r, t):
 
 
 @njit
-def _instance_event(rq, ins, ev, wq, bt, kv, itl, glob, gseed, cfg, cfgf, lat, i, scratch):
+def _instance_event(rq, ins, ev, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, lat, i, scratch):
     ht, hk, hr = ev
     t = ht[i, 0]
     prio = hk[i, 0] // _KEY_SHIFT
@@ -610,7 +626,7 @@ def _instance_event(rq, ins, ev, wq, bt, kv, itl, glob, gseed, cfg, cfgf, lat, i
             _ipush(ev, ins, i, t, np.int64(EP_STEP), np.int64(-1))
             ins[i, I_STEP_PENDING] = 1
     elif prio == EP_STEP:
-        _step(rq, ins, ev, wq, bt, kv, itl, glob, gseed, cfg, cfgf, lat, i, t, scratch)
+        _step(rq, ins, ev, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, lat, i, t, scratch)
     elif prio == EP_TIMEOUT:
         _timeout(rq, ins, ev, wq, bt, kv, itl, glob, i, r, t)
 
@@ -686,7 +702,7 @@ def _cpush(cev, glob, t, prio, r):
 
 
 @njit
-def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, itl, cev, glob, cfg, cfgf, lat, scratch, router_rng):
+def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, cfg, cfgf, lat, scratch, router_rng):
     """Advance the simulation; returns DONE, GROW or NEED_* (see module doc)."""
     n_inst = cfg[C_NINST]
     n_req = arrival_order.shape[0]
@@ -805,4 +821,4 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, itl, cev, glob, cfg, c
         if grow != 0:
             glob[G_GROW] = grow
             return GROW
-        _instance_event(rq, ins, ev, wq, bt, kv, itl, glob, gseed, cfg, cfgf, lat, bi, scratch)
+        _instance_event(rq, ins, ev, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, lat, bi, scratch)

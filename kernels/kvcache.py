@@ -241,3 +241,224 @@ def kv_release_nb(kv, ins, i, rq, r):
     sfree[i, ins[i, I_SLOT_FREE_N]] = s
     ins[i, I_SLOT_FREE_N] += 1
     rq[R_SLOT, r] = -1
+
+
+# ---------------------------------------------------------------- GPU + CPU tier
+# BLIS's vLLM-v1 "mirror" model (TieredKVCache): every step, full hashed blocks of
+# the running batch are mirrored into a CPU LRU set; an allocation first reloads
+# the longest run of the request's next prompt blocks that are on the CPU but not
+# on the GPU into free GPU blocks (as cached, unreferenced blocks at the free-list
+# tail), paying base + ceil(B / bandwidth) us per block on the next step.
+#
+# Arrays (tuple ``cpu``): node hash uint64[n_inst, cap], prv/nxt int32[n_inst, cap]
+# (LRU list, head = oldest), hash table htk uint64/htv int32 [n_inst, hcap],
+# free-node stack int32[n_inst, cap].
+
+from .layout import (  # noqa: E402
+    I_CPU_EVICT, I_CPU_FREE_N, I_CPU_HEAD, I_CPU_HITS, I_CPU_MIRROR, I_CPU_MISSES, I_CPU_TAIL,
+    I_CPU_USED, I_PENDING_LAT,
+)
+
+
+@njit
+def cpu_init_nb(cpu, ins, i, capacity):
+    chash, cprv, cnxt, chtk, chtv, cfree = cpu
+    chtk[i, :] = _ZERO
+    for k in range(capacity):
+        cfree[i, k] = capacity - 1 - k
+    ins[i, I_CPU_FREE_N] = capacity
+    ins[i, I_CPU_HEAD] = -1
+    ins[i, I_CPU_TAIL] = -1
+    ins[i, I_CPU_USED] = 0
+
+
+@njit
+def _cpu_unlink(cpu, ins, i, nd):
+    cprv = cpu[1]
+    cnxt = cpu[2]
+    p = cprv[i, nd]
+    n = cnxt[i, nd]
+    if p >= 0:
+        cnxt[i, p] = n
+    else:
+        ins[i, I_CPU_HEAD] = n
+    if n >= 0:
+        cprv[i, n] = p
+    else:
+        ins[i, I_CPU_TAIL] = p
+    cprv[i, nd] = -1
+    cnxt[i, nd] = -1
+
+
+@njit
+def _cpu_append(cpu, ins, i, nd):
+    cprv = cpu[1]
+    cnxt = cpu[2]
+    t = ins[i, I_CPU_TAIL]
+    cnxt[i, nd] = -1
+    cprv[i, nd] = t
+    if t >= 0:
+        cnxt[i, t] = nd
+    else:
+        ins[i, I_CPU_HEAD] = nd
+    ins[i, I_CPU_TAIL] = nd
+
+
+@njit
+def cpu_touch_nb(cpu, ins, i, h):
+    nd = ht_get_nb(cpu[3], cpu[4], i, h)
+    if nd < 0:
+        return
+    _cpu_unlink(cpu, ins, i, nd)
+    _cpu_append(cpu, ins, i, nd)
+
+
+@njit
+def cpu_store_nb(cpu, ins, i, h, capacity):
+    """Store hash h at the MRU end, evicting the LRU block when full (no-op if present)."""
+    chash, cprv, cnxt, chtk, chtv, cfree = cpu
+    if ht_get_nb(chtk, chtv, i, h) >= 0:
+        return
+    if ins[i, I_CPU_USED] >= capacity:
+        v = ins[i, I_CPU_HEAD]
+        if v >= 0:
+            _cpu_unlink(cpu, ins, i, v)
+            ht_del_nb(chtk, chtv, i, chash[i, v])
+            ins[i, I_CPU_USED] -= 1
+            ins[i, I_CPU_EVICT] += 1
+            cfree[i, ins[i, I_CPU_FREE_N]] = v
+            ins[i, I_CPU_FREE_N] += 1
+    ins[i, I_CPU_FREE_N] -= 1
+    nd = cfree[i, ins[i, I_CPU_FREE_N]]
+    chash[i, nd] = h
+    ht_put_nb(chtk, chtv, i, h, nd)
+    _cpu_append(cpu, ins, i, nd)
+    ins[i, I_CPU_USED] += 1
+
+
+@njit
+def kv_mirror_to_cpu_nb(kv, cpu, ins, i, rq, bt, blen, B, capacity):
+    """MirrorToCPU(batch): every full, hashed block owned by the batch goes to (or is
+    touched on) the CPU tier, in batch order then block order."""
+    hsh = kv[1]
+    fill = kv[2]
+    sb = kv[7]
+    sl = kv[8]
+    for k in range(blen):
+        r = bt[i, k]
+        s = rq[R_SLOT, r]
+        if s < 0:
+            continue
+        for j in range(sl[i, s]):
+            b = sb[i, s, j]
+            h = hsh[i, b]
+            if h == _ZERO or fill[i, b] < B:
+                continue
+            if ht_get_nb(cpu[3], cpu[4], i, h) >= 0:
+                cpu_touch_nb(cpu, ins, i, h)
+            else:
+                cpu_store_nb(cpu, ins, i, h, capacity)
+                ins[i, I_CPU_MIRROR] += 1
+
+
+@njit
+def _reload_prefix(kv, cpu, ins, i, rq, gseed, r, start_block, prev, B, base_lat, bw):
+    ref, hsh, fill, nxt, prv, htk, htv, sb, sl, sbase, sfree = kv
+    L = rq[R_ILEN, r]
+    P = rq[R_PLEN, r]
+    gs = gseed[rq[R_GROUP, r]]
+    cs = np.uint64(rq[R_CSEED, r])
+    n = L // B
+    max_reloads = ins[i, I_FREE_CNT]
+    reloaded = False
+    count = np.int64(0)
+    for j in range(start_block, n):
+        h = block_hash_nb(prev, j * B, B, P, L, gs, cs)
+        if ht_get_nb(htk, htv, i, h) >= 0:
+            prev = h
+            continue
+        if ht_get_nb(cpu[3], cpu[4], i, h) < 0:
+            break
+        if count >= max_reloads:
+            break
+        b = ins[i, I_FREE_HEAD]
+        if b < 0:
+            break
+        _unlink(nxt, prv, ins, i, b)
+        if hsh[i, b] != _ZERO:
+            ht_del_nb(htk, htv, i, hsh[i, b])
+        fill[i, b] = B
+        hsh[i, b] = h
+        ref[i, b] = 0
+        ht_put_nb(htk, htv, i, h, b)
+        _append_free(nxt, prv, ins, i, b)
+        ins[i, I_PENDING_LAT] += base_lat + np.int64(np.ceil(np.float64(B) / bw))
+        cpu_touch_nb(cpu, ins, i, h)
+        ins[i, I_CPU_HITS] += 1
+        reloaded = True
+        count += 1
+        prev = h
+    return reloaded
+
+
+@njit
+def _commit_cached(kv, ins, i, rq, r, blocks, lo, hi):
+    ref = kv[0]
+    nxt = kv[3]
+    prv = kv[4]
+    sb = kv[7]
+    sl = kv[8]
+    for c in range(lo, hi):
+        b = blocks[c]
+        if ref[i, b] == 0:
+            _unlink(nxt, prv, ins, i, b)
+        ref[i, b] += 1
+        ins[i, I_HITS] += 1
+        s = rq[R_SLOT, r]
+        if s < 0:
+            s = _new_slot(kv, ins, i, rq, r, np.int64(0))
+        sb[i, s, sl[i, s]] = b
+        sl[i, s] += 1
+
+
+@njit
+def kv_allocate_tiered_nb(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_cached, B,
+                          base_lat, bw, newc):
+    """TieredKVCache.AllocateKVBlocks: reload from the CPU tier first, then allocate on the GPU."""
+    hsh = kv[1]
+    sb = kv[7]
+    sl = kv[8]
+    k0 = n_cached
+    prev = hsh[i, cached[n_cached - 1]] if n_cached > 0 else _ZERO
+    s = rq[R_SLOT, r]
+    owned = sl[i, s] if s >= 0 else 0
+    if owned > k0:
+        k0 = owned
+        prev = hsh[i, sb[i, s, owned - 1]]
+    if _reload_prefix(kv, cpu, ins, i, rq, gseed, r, k0, prev, B, base_lat, bw):
+        nc = kv_cached_blocks_nb(kv, i, rq, gseed, r, B, newc)
+        new_start = nc * B
+        if new_start > start:
+            exists = rq[R_SLOT, r] >= 0
+            if new_start >= end:
+                end_block = min((end + B - 1) // B, nc)
+                if exists:
+                    sblk = (start + B - 1) // B
+                    if sblk < end_block:
+                        _commit_cached(kv, ins, i, rq, r, newc, sblk, end_block)
+                else:
+                    _commit_cached(kv, ins, i, rq, r, newc, np.int64(0), end_block)
+                return True
+            nsb = new_start // B
+            if exists:
+                sblk = (start + B - 1) // B
+                if sblk < nsb:
+                    _commit_cached(kv, ins, i, rq, r, newc, sblk, nsb)
+            else:
+                _commit_cached(kv, ins, i, rq, r, newc, np.int64(0), nsb)
+            return kv_allocate_nb(kv, ins, i, rq, gseed, r, new_start, end, newc, nc, B)
+        return kv_allocate_nb(kv, ins, i, rq, gseed, r, start, end, cached, n_cached, B)
+    ok = kv_allocate_nb(kv, ins, i, rq, gseed, r, start, end, cached, n_cached, B)
+    if not ok:
+        ins[i, I_CPU_MISSES] += 1
+    return ok

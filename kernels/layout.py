@@ -96,7 +96,16 @@ I_SNAP_T_PRE = 35
 I_SNAP_PRE = 36
 I_INJECTED = 37
 I_EVENTS = 38        # instance events executed (for benchmarks)
-NIF = 39
+I_CPU_HEAD = 39      # CPU tier: LRU head (oldest) node, -1 none
+I_CPU_TAIL = 40      # CPU tier: LRU tail (newest) node
+I_CPU_USED = 41      # CPU tier: blocks stored
+I_CPU_FREE_N = 42    # CPU tier: free node stack size
+I_CPU_EVICT = 43     # CPU tier: LRU evictions
+I_CPU_MIRROR = 44    # CPU tier: blocks stored by MirrorToCPU
+I_CPU_HITS = 45      # CPU tier: blocks reloaded to the GPU
+I_CPU_MISSES = 46    # CPU tier: failed GPU allocations with nothing reloaded
+I_PENDING_LAT = 47   # transfer latency to add to the next step (us)
+NIF = 48
 
 # ---- run configuration: cfg[C_*]
 C_BLOCK = 0
@@ -119,14 +128,17 @@ C_SNAP_INTERVAL = 16
 C_NREQ = 17
 C_BF_NO_CHUNK = 18   # batch formation: admit a prefill only if it fits whole (1) or chunk it (0)
 C_BF_MAX_ADMIT = 19  # batch formation: max new admissions per step (0 = unlimited)
-NCFG = 20
+C_CPU_BLOCKS = 20    # CPU KV tier capacity in blocks (0 = single tier)
+C_XFER_BASE = 21     # CPU->GPU transfer base latency per block (us)
+NCFG = 22
 
 # float configuration: cfgf[CF_*]
 CF_ALPHA0 = 0        # QueueingTime = clamp(alpha0 + alpha1 * input_len)
 CF_ALPHA1 = 1
 CF_TB_CAP = 2        # token bucket capacity
 CF_TB_RATE = 3       # token bucket refill rate (tokens/s)
-NCFGF = 4
+CF_XFER_BW = 4       # CPU->GPU transfer bandwidth (blocks per us)
+NCFGF = 5
 
 PREEMPT_FCFS = 0
 PREEMPT_PRIORITY = 1
