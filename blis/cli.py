@@ -24,7 +24,6 @@ LOG_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.IN
               "warn": logging.WARNING, "warning": logging.WARNING, "error": logging.ERROR,
               "fatal": logging.CRITICAL, "panic": logging.CRITICAL}
 
-ROUTING_POLICIES = ("round-robin", "least-loaded", "weighted", "always-busiest")
 ADMISSION_POLICIES = ("always-admit", "token-bucket", "reject-all", "tier-shed", "gaie-legacy")
 PREEMPTION_POLICIES = ("fcfs", "priority")
 LATENCY_MODELS = ("roofline", "trained-physics")
@@ -32,7 +31,6 @@ PRESETS_HINT = "chatbot, summarization, contentgen, multidoc"
 
 #: routing/admission names this build simulates; the others are recognised BLIS
 #: names that are rejected with a clear message instead of being run wrongly.
-SUPPORTED_ROUTING = ("round-robin", "least-loaded")
 SUPPORTED_ADMISSION = ("always-admit", "token-bucket", "reject-all")
 
 
@@ -129,7 +127,7 @@ def _sim_flags(p):
     _add(g, "--routing-latency", _int, 0, "routing latency (us)")
     _add(g, "--token-bucket-capacity", _float, 10000.0, "token bucket capacity (tokens)")
     _add(g, "--token-bucket-refill-rate", _float, 1000.0, "token bucket refill rate (tokens/s)")
-    _add(g, "--routing-policy", str, "round-robin", "routing policy: " + ", ".join(ROUTING_POLICIES))
+    _add(g, "--routing-policy", str, "round-robin", "routing policy: round-robin, least-loaded, weighted, always-busiest")
     _add(g, "--routing-scorers", str, "", "weighted routing scorers name:w,...")
     _add(g, "--scheduler", str, "fcfs", "instance scheduler (see blis.schedulers): fcfs, priority-fcfs, sjf, ...")
     _add(g, "--preemption-policy", str, "fcfs", "preemption victim policy: fcfs, priority")
@@ -255,7 +253,10 @@ def validate_common(ns):
         _require(math.isfinite(v) and v > 0, flag, "finite and > 0", v)
     from blis.latency import valid_latency_backend_names
     _choice("--latency-model", ns.latency_model, valid_latency_backend_names())
-    _choice("--routing-policy", ns.routing_policy or "round-robin", ROUTING_POLICIES)
+    from blis.routing import ROUTING_POLICIES, parse_scorers
+    ROUTING_POLICIES.get(ns.routing_policy)
+    ns._scorers = parse_scorers(ns.routing_scorers)
+    _require(ns.cache_signal_delay >= 0, "--cache-signal-delay", ">= 0 (us)", ns.cache_signal_delay)
     _choice("--admission-policy", ns.admission_policy or "always-admit", ADMISSION_POLICIES)
     from blis.batch_formation import BATCH_FORMATIONS
     from blis.schedulers import SCHEDULERS
@@ -267,9 +268,6 @@ def validate_common(ns):
     _require(ns.kv_cpu_blocks >= 0, "--kv-cpu-blocks", ">= 0", ns.kv_cpu_blocks)
     _require(ns.kv_transfer_bandwidth > 0, "--kv-transfer-bandwidth", "> 0 (blocks/us)", ns.kv_transfer_bandwidth)
     # recognised BLIS features that this build does not simulate yet: refuse, never run wrongly
-    if (ns.routing_policy or "round-robin") not in SUPPORTED_ROUTING:
-        raise ConfigError(f"--routing-policy: {ns.routing_policy!r} is not simulated by this version yet; "
-                          f"valid now: {', '.join(SUPPORTED_ROUTING)}")
     if (ns.admission_policy or "always-admit") not in SUPPORTED_ADMISSION:
         raise ConfigError(f"--admission-policy: {ns.admission_policy!r} is not simulated by this version yet; "
                           f"valid now: {', '.join(SUPPORTED_ADMISSION)}")
@@ -351,8 +349,8 @@ def engine_config(ns, blocks, mml, horizon):
     from blis.engine import EngineConfig
     from blis.kernels import layout as Lo
 
-    routing = {"round-robin": Lo.ROUTE_ROUND_ROBIN, "": Lo.ROUTE_ROUND_ROBIN,
-               "least-loaded": Lo.ROUTE_LEAST_LOADED}[ns.routing_policy]
+    from blis.routing import ROUTING_POLICIES
+    routing = ROUTING_POLICIES.get(ns.routing_policy)
     admission = {"always-admit": Lo.ADMIT_ALWAYS, "": Lo.ADMIT_ALWAYS, "reject-all": Lo.ADMIT_REJECT_ALL,
                  "token-bucket": Lo.ADMIT_TOKEN_BUCKET}[ns.admission_policy]
     return EngineConfig(
@@ -366,6 +364,7 @@ def engine_config(ns, blocks, mml, horizon):
         token_bucket_capacity=ns.token_bucket_capacity,
         token_bucket_refill_rate=ns.token_bucket_refill_rate, seed=ns.seed,
         batch_formation=ns.batch_formation, kv_cpu_blocks=ns.kv_cpu_blocks,
+        routing_scorers=ns._scorers, cache_signal_delay_us=ns.cache_signal_delay,
         kv_transfer_bandwidth=ns.kv_transfer_bandwidth, kv_transfer_base_latency_us=ns.kv_transfer_base_latency)
 
 

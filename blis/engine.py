@@ -16,7 +16,8 @@ import numpy as np
 
 from blis.kernels import layout as Lo
 from blis.kernels.engine import run_nb
-from blis.kernels.kvcache import cpu_init_nb, kv_init_nb
+from blis.kernels.kvcache import kv_init_nb, make_kv_arrays
+from blis.kernels.lru import lru_init_nb, make_lru_arrays
 from blis.batch_formation import BATCH_FORMATIONS
 from blis.requests import RequestTable
 from blis.schedulers import scheduler_keys
@@ -62,6 +63,8 @@ class EngineConfig:
     slo_priority_overrides: dict = field(default_factory=dict)
     seed: int = 42
     batch_formation: str = "vllm"
+    routing_scorers: list = field(default_factory=list)  # [(name, weight)]; [] = BLIS default
+    cache_signal_delay_us: int = 50000
     kv_cpu_blocks: int = 0
     kv_transfer_bandwidth: float = 100.0  # blocks per us
     kv_transfer_base_latency_us: int = 0
@@ -137,23 +140,28 @@ class Simulation:
             max_len = min(max_len, int(c.max_model_len))
         max_blocks = min(nb, -(-max(max_len, 1) // B) + 1) + 1
         n_slots = max_seqs + 1
-        htcap = 1 << int(np.ceil(np.log2(max(2 * nb, 16))))
-        self.kv = (np.zeros((ni, nb), np.int32), np.zeros((ni, nb), np.uint64),
-                   np.zeros((ni, nb), np.int32), np.zeros((ni, nb), np.int32),
-                   np.zeros((ni, nb), np.int32), np.zeros((ni, htcap), np.uint64),
-                   np.zeros((ni, htcap), np.int32), np.zeros((ni, n_slots, max_blocks), np.int32),
-                   np.zeros((ni, n_slots), np.int32), np.zeros((ni, n_slots), np.int64),
-                   np.zeros((ni, n_slots), np.int32))
+        self.kv = make_kv_arrays(ni, nb, n_slots, max_blocks)
         for i in range(ni):
             kv_init_nb(self.kv, ins, i, nb)
 
-        ncpu = max(int(c.kv_cpu_blocks), 1)
-        chcap = 1 << int(np.ceil(np.log2(max(2 * ncpu, 16))))
-        self.cpu = (np.zeros((ni, ncpu), np.uint64), np.full((ni, ncpu), -1, np.int32),
-                    np.full((ni, ncpu), -1, np.int32), np.zeros((ni, chcap), np.uint64),
-                    np.zeros((ni, chcap), np.int32), np.zeros((ni, ncpu), np.int32))
+        self.cpu = make_lru_arrays(ni, max(int(c.kv_cpu_blocks), 1))
         for i in range(ni):
-            cpu_init_nb(self.cpu, ins, i, ncpu)
+            lru_init_nb(self.cpu, i)
+
+        from blis.routing import DEFAULT_SCORERS, PREFIX_AFFINITY_CAPACITY, normalized
+        scorers = list(c.routing_scorers) or list(DEFAULT_SCORERS)
+        codes, weights = normalized(scorers)
+        weighted = c.routing == Lo.ROUTE_WEIGHTED
+        self.wr = (np.array(codes if weighted else [], np.int64), np.array(weights if weighted else [], np.float64),
+                   np.zeros_like(self.kv[5]) if weighted else np.zeros((ni, 2), np.uint64),
+                   np.zeros_like(self.kv[6]) if weighted else np.zeros((ni, 2), np.int32))
+        use_pa = weighted and Lo.SC_PREFIX_AFFINITY in codes
+        self.pa = make_lru_arrays(ni, PREFIX_AFFINITY_CAPACITY if use_pa else 1)
+        for i in range(ni):
+            lru_init_nb(self.pa, i)
+            ins[i, Lo.I_CLOG_ON] = 1 if (weighted and Lo.SC_PRECISE_PREFIX in codes
+                                        and c.cache_signal_delay_us > 0) else 0
+        self.hsc = (np.zeros(max_blocks + 1, np.uint64), np.zeros(ni, np.float64), np.zeros(ni, np.float64))
 
         nchunks = max(4 * (max_seqs + 2) * ni, 256)
         self.itl = (np.zeros((nchunks, Lo.ITL_CHUNK), np.int64), np.full(nchunks, -1, np.int64),
@@ -194,6 +202,8 @@ class Simulation:
         cfg[Lo.C_BF_MAX_ADMIT] = bf.max_admissions_per_step
         cfg[Lo.C_CPU_BLOCKS] = max(int(c.kv_cpu_blocks), 0)
         cfg[Lo.C_XFER_BASE] = int(c.kv_transfer_base_latency_us)
+        cfg[Lo.C_CACHE_DELAY] = int(c.cache_signal_delay_us)
+        cfg[Lo.C_PA_CAP] = PREFIX_AFFINITY_CAPACITY
         self.cfg_arr = cfg
         cfgf = np.zeros(Lo.NCFGF, np.float64)
         cfgf[Lo.CF_ALPHA0] = self.latency.queueing_alpha0
@@ -269,7 +279,8 @@ class Simulation:
         while True:
             status = run_nb(self.rq, self.gseed, self.arrival_order, self.ins, self.ev, self.wq,
                             self.bt, self.kv, self.cpu, self.itl, self.cev, self.glob, self.cfg_arr,
-                            self.cfgf, self.lat, self.scratch, self.router_rng)
+                            self.cfgf, self.lat, self.scratch, self.router_rng, self.wr, self.pa,
+                            self.hsc)
             if status == Lo.DONE:
                 break
             if status == Lo.PAUSE:

@@ -22,6 +22,8 @@ from .gorand import intn_nb
 from .kvcache import (kv_allocate_nb, kv_allocate_tiered_nb, kv_cached_blocks_nb, kv_mirror_to_cpu_nb,
                       kv_release_nb, kv_used_nb)
 from .latency import step_time_nb
+from .lru import lru_contains_nb, lru_record_nb
+from .prefix_hash import block_hash_nb, ht_del_nb, ht_get_nb, ht_put_nb
 from .layout import *  # noqa: F401,F403  (integer layout constants)
 
 _KEY_SHIFT = np.int64(1) << np.int64(56)
@@ -657,6 +659,15 @@ def _route_builtin(rq, ins, glob, cfg, r, now, router_rng, tied):
         target = glob[G_RR] % n
         glob[G_RR] += 1
         return target
+    if code == ROUTE_ALWAYS_BUSIEST:
+        best = np.int64(0)
+        best_load = np.int64(-1)
+        for i in range(n):
+            load = ins[i, I_SNAP_QD] + ins[i, I_SNAP_BS] + ins[i, I_INFLIGHT]
+            if load > best_load:
+                best_load = load
+                best = i
+        return best
     # least-loaded: min EffectiveLoad (QueueDepth + BatchSize + InFlight); ties are
     # broken with one Intn draw from the router stream (Go math/rand), as BLIS does
     best_load = _INT64_MAX
@@ -672,6 +683,153 @@ def _route_builtin(rq, ins, glob, cfg, r, now, router_rng, tied):
     if n_tied > 1:
         return tied[intn_nb(router_rng, n_tied)]
     return tied[0]
+
+
+@njit
+def _cache_refresh(kv, ins, wr, n_inst, now, cfg, glob):
+    """Re-take every instance's delayed cache snapshot if --cache-signal-delay has
+    elapsed (replaying the hash-table change log, or copying the table after an
+    overflow), as BLIS does on each RouterState build."""
+    delay = cfg[C_CACHE_DELAY]
+    if delay <= 0 or now - glob[G_CACHE_LAST] < delay:
+        return
+    snk = wr[2]
+    snv = wr[3]
+    for i in range(n_inst):
+        if ins[i, I_CLOG_ON] == 0:
+            continue
+        if ins[i, I_CLOG_OVF] != 0:
+            for k in range(snk.shape[1]):
+                snk[i, k] = kv[5][i, k]
+                snv[i, k] = kv[6][i, k]
+        else:
+            for k in range(ins[i, I_CLOG_N]):
+                h = kv[11][i, k]
+                if kv[12][i, k] > 0:
+                    ht_put_nb(snk, snv, i, h, np.int32(0))
+                else:
+                    ht_del_nb(snk, snv, i, h)
+        ins[i, I_CLOG_N] = 0
+        ins[i, I_CLOG_OVF] = 0
+    glob[G_CACHE_LAST] = now
+
+
+@njit
+def _request_hashes(rq, gseed, r, B, out):
+    """Chained hashes of the full blocks of request r's input; returns their count."""
+    L = rq[R_ILEN, r]
+    P = rq[R_PLEN, r]
+    gs = gseed[rq[R_GROUP, r]]
+    cs = np.uint64(rq[R_CSEED, r])
+    prev = np.uint64(0)
+    n = L // B
+    for j in range(n):
+        prev = block_hash_nb(prev, j * B, B, P, L, gs, cs)
+        out[j] = prev
+    return n
+
+
+@njit
+def _route_weighted(rq, ins, kv, wr, pa, cfg, n, r, hashes, nh, tied, router_rng, total, sc):
+    """BLIS's weighted scoring: clamp each scorer to [0,1], add score x normalised
+    weight per instance (scorer order), pick the maximum; exact ties -> Intn."""
+    codes = wr[0]
+    weights = wr[1]
+    for i in range(n):
+        total[i] = 0.0
+    for k in range(codes.shape[0]):
+        code = codes[k]
+        if code == SC_PRECISE_PREFIX:
+            keys = wr[2] if cfg[C_CACHE_DELAY] > 0 else kv[5]
+            vals = wr[3] if cfg[C_CACHE_DELAY] > 0 else kv[6]
+            lo = _INT64_MAX
+            hi = np.int64(0)
+            for i in range(n):
+                c = np.int64(0)
+                while c < nh and ht_get_nb(keys, vals, i, hashes[c]) >= 0:
+                    c += 1
+                tied[i] = c
+                lo = min(lo, c)
+                hi = max(hi, c)
+            for i in range(n):
+                sc[i] = 1.0 if hi == lo else np.float64(tied[i] - lo) / np.float64(hi - lo)
+        elif code == SC_QUEUE_DEPTH or code == SC_RUNNING_REQUESTS or code == SC_VLLM_DP:
+            lo = _INT64_MAX
+            hi = np.int64(0)
+            for i in range(n):
+                if code == SC_QUEUE_DEPTH:
+                    v = ins[i, I_SNAP_QD]
+                elif code == SC_RUNNING_REQUESTS:
+                    v = ins[i, I_SNAP_BS]
+                else:
+                    v = ins[i, I_SNAP_QD] * 4 + ins[i, I_SNAP_BS]
+                tied[i] = v
+                lo = min(lo, v)
+                hi = max(hi, v)
+            for i in range(n):
+                sc[i] = 1.0 if hi == lo else np.float64(hi - tied[i]) / np.float64(hi - lo)
+        elif code == SC_KV_UTIL:
+            for i in range(n):
+                tot = ins[i, I_TOTAL_BLOCKS]
+                util = np.float64(ins[i, I_SNAP_KV_USED]) / np.float64(tot) if tot > 0 else 0.0
+                sc[i] = 1.0 - util
+        elif code == SC_LOAD_BALANCE:
+            for i in range(n):
+                load = ins[i, I_SNAP_QD] + ins[i, I_SNAP_BS] + ins[i, I_INFLIGHT]
+                sc[i] = 1.0 / (1.0 + np.float64(load))
+        elif code == SC_ACTIVE_REQUESTS:
+            m = np.int64(0)
+            for i in range(n):
+                m = max(m, ins[i, I_INFLIGHT])
+            for i in range(n):
+                f = ins[i, I_INFLIGHT]
+                sc[i] = 1.0 if (f == 0 or m == 0) else np.float64(m - f) / np.float64(m)
+        elif code == SC_LOAD_AWARE:
+            for i in range(n):
+                qd = ins[i, I_SNAP_QD]
+                if qd == 0:
+                    sc[i] = 0.5
+                else:
+                    c = min(qd, 128)
+                    sc[i] = 0.5 * (1.0 - np.float64(c) / np.float64(128))
+        elif code == SC_PREFIX_AFFINITY:
+            for i in range(n):
+                if nh == 0:
+                    sc[i] = 0.0
+                    continue
+                c = np.int64(0)
+                while c < nh and lru_contains_nb(pa, i, hashes[c]):
+                    c += 1
+                sc[i] = np.float64(c) / np.float64(nh)
+        else:
+            for i in range(n):
+                sc[i] = 0.0
+        w = weights[k]
+        for i in range(n):
+            v = sc[i]
+            if v < 0.0:
+                v = 0.0
+            if v > 1.0:
+                v = 1.0
+            total[i] += v * w
+    best = -1.0
+    for i in range(n):
+        if total[i] > best:
+            best = total[i]
+    nt = np.int64(0)
+    for i in range(n):
+        if total[i] == best:
+            tied[nt] = i
+            nt += 1
+    target = tied[0]
+    if nt > 1:
+        target = tied[intn_nb(router_rng, nt)]
+    # observers: the prefix-affinity index records the request's blocks on the target
+    for k in range(codes.shape[0]):
+        if codes[k] == SC_PREFIX_AFFINITY:
+            for c in range(nh):
+                lru_record_nb(pa, target, hashes[c], cfg[C_PA_CAP])
+    return target
 
 
 @njit
@@ -702,7 +860,8 @@ def _cpush(cev, glob, t, prio, r):
 
 
 @njit
-def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, cfg, cfgf, lat, scratch, router_rng):
+def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, cfg, cfgf, lat, scratch,
+           router_rng, wr, pa, hsc):
     """Advance the simulation; returns DONE, GROW or NEED_* (see module doc)."""
     n_inst = cfg[C_NINST]
     n_req = arrival_order.shape[0]
@@ -760,6 +919,7 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, c
                 if glob[G_CHLEN] + 2 > ct.shape[1]:
                     glob[G_GROW] = GROW_CHEAP
                     return GROW
+                _cache_refresh(kv, ins, wr, n_inst, tc, cfg, glob)
                 for ii in range(n_inst):  # building the RouterState refreshes due snapshots
                     _snapshot_refresh(ins, ii, tc, cfg[C_SNAP_INTERVAL])
                 if cfg[C_ADMISSION] == ADMIT_PYTHON:
@@ -780,6 +940,7 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, c
                     glob[G_REJECTED] += 1
                 continue
             # routing
+            _cache_refresh(kv, ins, wr, n_inst, tc, cfg, glob)
             for ii in range(n_inst):
                 _snapshot_refresh(ins, ii, tc, cfg[C_SNAP_INTERVAL])
             if cfg[C_ROUTING] == ROUTE_PYTHON:
@@ -789,6 +950,10 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, c
                     return NEED_ROUTE
                 target = glob[G_DECISION]
                 glob[G_DECISION] = -1
+            elif cfg[C_ROUTING] == ROUTE_WEIGHTED:
+                nh = _request_hashes(rq, gseed, r, cfg[C_BLOCK], hsc[0])
+                target = _route_weighted(rq, ins, kv, wr, pa, cfg, n_inst, r, hsc[0], nh, scratch[7],
+                                         router_rng, hsc[1], hsc[2])
             else:
                 target = _route_builtin(rq, ins, glob, cfg, r, tc, router_rng, scratch[7])
             if target >= 0 and ins[target, I_HLEN] + 1 > ht.shape[1]:

@@ -14,13 +14,15 @@ Arrays (tuple ``kv``):
   nxt int32[n_inst, nb], prv int32[n_inst, nb]  (free-list links, -1 = none),
   htk uint64[n_inst, hcap], htv int32[n_inst, hcap]  (hash table),
   sb int32[n_inst, n_slots, max_blocks], sl int32[n_inst, n_slots] (lengths),
-  sbase int64[n_inst, n_slots], sfree int32[n_inst, n_slots] (free-slot stack)
+  sbase int64[n_inst, n_slots], sfree int32[n_inst, n_slots] (free-slot stack),
+  logh uint64[n_inst, LCAP], logop int8[n_inst, LCAP]  (hash-table change log that
+  keeps the router's delayed cache snapshot up to date; see kernels/engine.py)
 """
 import numpy as np
 
 from .jit import njit_hot as njit
 from .layout import (
-    I_FREE_CNT, I_FREE_HEAD, I_FREE_TAIL, I_HITS, I_MISSES, I_SLOT_FREE_N, I_TOTAL_BLOCKS,
+    I_CLOG_N, I_CLOG_ON, I_CLOG_OVF, I_FREE_CNT, I_FREE_HEAD, I_FREE_TAIL, I_HITS, I_MISSES, I_SLOT_FREE_N, I_TOTAL_BLOCKS,
     R_CSEED, R_GROUP, R_ILEN, R_PI, R_PLEN, R_SLOT,
 )
 from .prefix_hash import block_hash_nb, ht_del_nb, ht_get_nb, ht_put_nb
@@ -28,10 +30,50 @@ from .prefix_hash import block_hash_nb, ht_del_nb, ht_get_nb, ht_put_nb
 _ZERO = np.uint64(0)
 
 
+def make_kv_arrays(n_inst, total_blocks, n_slots, max_blocks, log_capacity=4096):
+    """Allocate the ``kv`` tuple for ``n_inst`` instances (call kv_init_nb on each)."""
+    htcap = 1 << int(np.ceil(np.log2(max(2 * total_blocks, 16))))
+    return (np.zeros((n_inst, total_blocks), np.int32), np.zeros((n_inst, total_blocks), np.uint64),
+            np.zeros((n_inst, total_blocks), np.int32), np.zeros((n_inst, total_blocks), np.int32),
+            np.zeros((n_inst, total_blocks), np.int32), np.zeros((n_inst, htcap), np.uint64),
+            np.zeros((n_inst, htcap), np.int32), np.zeros((n_inst, n_slots, max_blocks), np.int32),
+            np.zeros((n_inst, n_slots), np.int32), np.zeros((n_inst, n_slots), np.int64),
+            np.zeros((n_inst, n_slots), np.int32), np.zeros((n_inst, log_capacity), np.uint64),
+            np.zeros((n_inst, log_capacity), np.int8))
+
+
+@njit
+def _log(kv, ins, i, h, op):
+    if ins[i, I_CLOG_ON] == 0 or ins[i, I_CLOG_OVF] != 0:
+        return
+    n = ins[i, I_CLOG_N]
+    if n >= kv[11].shape[1]:
+        ins[i, I_CLOG_OVF] = 1
+        return
+    kv[11][i, n] = h
+    kv[12][i, n] = op
+    ins[i, I_CLOG_N] = n + 1
+
+
+@njit
+def kv_ht_put_nb(kv, ins, i, h, b):
+    """Register hash h -> block b (and log it for the delayed router snapshot)."""
+    ht_put_nb(kv[5], kv[6], i, h, b)
+    _log(kv, ins, i, h, np.int8(1))
+
+
+@njit
+def kv_ht_del_nb(kv, ins, i, h):
+    ht_del_nb(kv[5], kv[6], i, h)
+    _log(kv, ins, i, h, np.int8(-1))
+
+
 @njit
 def kv_init_nb(kv, ins, i, total_blocks):
     """Reset instance ``i``'s cache to ``total_blocks`` empty blocks, all free, in id order."""
-    ref, hsh, fill, nxt, prv, htk, htv, sb, sl, sbase, sfree = kv
+    ref, hsh, fill, nxt, prv, htk, htv, sb, sl, sbase, sfree = kv[:11]
+    ins[i, I_CLOG_N] = 0
+    ins[i, I_CLOG_OVF] = 0
     for b in range(total_blocks):
         ref[i, b] = 0
         hsh[i, b] = _ZERO
@@ -125,7 +167,7 @@ def _new_slot(kv, ins, i, rq, r, base):
 @njit
 def kv_allocate_nb(kv, ins, i, rq, gseed, r, start, end, cached, n_cached, B):
     """AllocateKVBlocks(req, start, end, cached): True on success; on failure nothing changes."""
-    ref, hsh, fill, nxt, prv, htk, htv, sb, sl, sbase, sfree = kv
+    ref, hsh, fill, nxt, prv, htk, htv, sb, sl, sbase, sfree = kv[:11]
     L = rq[R_ILEN, r]
     in_prefill = rq[R_PI, r] < L
     s = rq[R_SLOT, r]
@@ -187,7 +229,7 @@ def kv_allocate_nb(kv, ins, i, rq, gseed, r, start, end, cached, n_cached, B):
                 prev = hsh[i, sb[i, s, n_ids - 2]] if n_ids >= 2 else _ZERO
                 h = block_hash_nb(prev, sbase[i, s] + (n_ids - 1) * B, B, P, L, gs, cs)
                 hsh[i, latest] = h
-                ht_put_nb(htk, htv, i, h, latest)
+                kv_ht_put_nb(kv, ins, i, h, latest)
         else:
             rem = npos - k
             if rem <= 0:
@@ -200,7 +242,7 @@ def kv_allocate_nb(kv, ins, i, rq, gseed, r, start, end, cached, n_cached, B):
                 b = ins[i, I_FREE_HEAD]
                 _unlink(nxt, prv, ins, i, b)
                 if hsh[i, b] != _ZERO:
-                    ht_del_nb(htk, htv, i, hsh[i, b])
+                    kv_ht_del_nb(kv, ins, i, hsh[i, b])
                     hsh[i, b] = _ZERO
                 cnt = min(B, npos - k)
                 fill[i, b] = cnt
@@ -213,7 +255,7 @@ def kv_allocate_nb(kv, ins, i, rq, gseed, r, start, end, cached, n_cached, B):
                 if cnt == B and in_prefill:
                     h = block_hash_nb(prev, sbase[i, s] + (sl[i, s] - 1) * B, B, P, L, gs, cs)
                     hsh[i, b] = h
-                    ht_put_nb(htk, htv, i, h, b)
+                    kv_ht_put_nb(kv, ins, i, h, b)
                     prev = h
                 k += cnt
     return True
@@ -250,90 +292,11 @@ def kv_release_nb(kv, ins, i, rq, r):
 # on the GPU into free GPU blocks (as cached, unreferenced blocks at the free-list
 # tail), paying base + ceil(B / bandwidth) us per block on the next step.
 #
-# Arrays (tuple ``cpu``): node hash uint64[n_inst, cap], prv/nxt int32[n_inst, cap]
-# (LRU list, head = oldest), hash table htk uint64/htv int32 [n_inst, hcap],
-# free-node stack int32[n_inst, cap].
+# The CPU tier is an LRU set of hashes (kernels/lru.py): a block's hash stands
+# for its content.
 
-from .layout import (  # noqa: E402
-    I_CPU_EVICT, I_CPU_FREE_N, I_CPU_HEAD, I_CPU_HITS, I_CPU_MIRROR, I_CPU_MISSES, I_CPU_TAIL,
-    I_CPU_USED, I_PENDING_LAT,
-)
-
-
-@njit
-def cpu_init_nb(cpu, ins, i, capacity):
-    chash, cprv, cnxt, chtk, chtv, cfree = cpu
-    chtk[i, :] = _ZERO
-    for k in range(capacity):
-        cfree[i, k] = capacity - 1 - k
-    ins[i, I_CPU_FREE_N] = capacity
-    ins[i, I_CPU_HEAD] = -1
-    ins[i, I_CPU_TAIL] = -1
-    ins[i, I_CPU_USED] = 0
-
-
-@njit
-def _cpu_unlink(cpu, ins, i, nd):
-    cprv = cpu[1]
-    cnxt = cpu[2]
-    p = cprv[i, nd]
-    n = cnxt[i, nd]
-    if p >= 0:
-        cnxt[i, p] = n
-    else:
-        ins[i, I_CPU_HEAD] = n
-    if n >= 0:
-        cprv[i, n] = p
-    else:
-        ins[i, I_CPU_TAIL] = p
-    cprv[i, nd] = -1
-    cnxt[i, nd] = -1
-
-
-@njit
-def _cpu_append(cpu, ins, i, nd):
-    cprv = cpu[1]
-    cnxt = cpu[2]
-    t = ins[i, I_CPU_TAIL]
-    cnxt[i, nd] = -1
-    cprv[i, nd] = t
-    if t >= 0:
-        cnxt[i, t] = nd
-    else:
-        ins[i, I_CPU_HEAD] = nd
-    ins[i, I_CPU_TAIL] = nd
-
-
-@njit
-def cpu_touch_nb(cpu, ins, i, h):
-    nd = ht_get_nb(cpu[3], cpu[4], i, h)
-    if nd < 0:
-        return
-    _cpu_unlink(cpu, ins, i, nd)
-    _cpu_append(cpu, ins, i, nd)
-
-
-@njit
-def cpu_store_nb(cpu, ins, i, h, capacity):
-    """Store hash h at the MRU end, evicting the LRU block when full (no-op if present)."""
-    chash, cprv, cnxt, chtk, chtv, cfree = cpu
-    if ht_get_nb(chtk, chtv, i, h) >= 0:
-        return
-    if ins[i, I_CPU_USED] >= capacity:
-        v = ins[i, I_CPU_HEAD]
-        if v >= 0:
-            _cpu_unlink(cpu, ins, i, v)
-            ht_del_nb(chtk, chtv, i, chash[i, v])
-            ins[i, I_CPU_USED] -= 1
-            ins[i, I_CPU_EVICT] += 1
-            cfree[i, ins[i, I_CPU_FREE_N]] = v
-            ins[i, I_CPU_FREE_N] += 1
-    ins[i, I_CPU_FREE_N] -= 1
-    nd = cfree[i, ins[i, I_CPU_FREE_N]]
-    chash[i, nd] = h
-    ht_put_nb(chtk, chtv, i, h, nd)
-    _cpu_append(cpu, ins, i, nd)
-    ins[i, I_CPU_USED] += 1
+from .layout import I_CPU_EVICT, I_CPU_HITS, I_CPU_MIRROR, I_CPU_MISSES, I_PENDING_LAT  # noqa: E402
+from .lru import lru_contains_nb, lru_store_nb, lru_touch_nb  # noqa: E402
 
 
 @njit
@@ -354,16 +317,17 @@ def kv_mirror_to_cpu_nb(kv, cpu, ins, i, rq, bt, blen, B, capacity):
             h = hsh[i, b]
             if h == _ZERO or fill[i, b] < B:
                 continue
-            if ht_get_nb(cpu[3], cpu[4], i, h) >= 0:
-                cpu_touch_nb(cpu, ins, i, h)
+            if lru_contains_nb(cpu, i, h):
+                lru_touch_nb(cpu, i, h)
             else:
-                cpu_store_nb(cpu, ins, i, h, capacity)
+                if lru_store_nb(cpu, i, h, capacity):
+                    ins[i, I_CPU_EVICT] += 1
                 ins[i, I_CPU_MIRROR] += 1
 
 
 @njit
 def _reload_prefix(kv, cpu, ins, i, rq, gseed, r, start_block, prev, B, base_lat, bw):
-    ref, hsh, fill, nxt, prv, htk, htv, sb, sl, sbase, sfree = kv
+    ref, hsh, fill, nxt, prv, htk, htv, sb, sl, sbase, sfree = kv[:11]
     L = rq[R_ILEN, r]
     P = rq[R_PLEN, r]
     gs = gseed[rq[R_GROUP, r]]
@@ -377,7 +341,7 @@ def _reload_prefix(kv, cpu, ins, i, rq, gseed, r, start_block, prev, B, base_lat
         if ht_get_nb(htk, htv, i, h) >= 0:
             prev = h
             continue
-        if ht_get_nb(cpu[3], cpu[4], i, h) < 0:
+        if not lru_contains_nb(cpu, i, h):
             break
         if count >= max_reloads:
             break
@@ -386,14 +350,14 @@ def _reload_prefix(kv, cpu, ins, i, rq, gseed, r, start_block, prev, B, base_lat
             break
         _unlink(nxt, prv, ins, i, b)
         if hsh[i, b] != _ZERO:
-            ht_del_nb(htk, htv, i, hsh[i, b])
+            kv_ht_del_nb(kv, ins, i, hsh[i, b])
         fill[i, b] = B
         hsh[i, b] = h
         ref[i, b] = 0
-        ht_put_nb(htk, htv, i, h, b)
+        kv_ht_put_nb(kv, ins, i, h, b)
         _append_free(nxt, prv, ins, i, b)
         ins[i, I_PENDING_LAT] += base_lat + np.int64(np.ceil(np.float64(B) / bw))
-        cpu_touch_nb(cpu, ins, i, h)
+        lru_touch_nb(cpu, i, h)
         ins[i, I_CPU_HITS] += 1
         reloaded = True
         count += 1

@@ -96,16 +96,19 @@ I_SNAP_T_PRE = 35
 I_SNAP_PRE = 36
 I_INJECTED = 37
 I_EVENTS = 38        # instance events executed (for benchmarks)
-I_CPU_HEAD = 39      # CPU tier: LRU head (oldest) node, -1 none
-I_CPU_TAIL = 40      # CPU tier: LRU tail (newest) node
-I_CPU_USED = 41      # CPU tier: blocks stored
-I_CPU_FREE_N = 42    # CPU tier: free node stack size
+I_SPARE_39 = 39      # (unused)
+I_SPARE_40 = 40
+I_SPARE_41 = 41
+I_SPARE_42 = 42
 I_CPU_EVICT = 43     # CPU tier: LRU evictions
 I_CPU_MIRROR = 44    # CPU tier: blocks stored by MirrorToCPU
 I_CPU_HITS = 45      # CPU tier: blocks reloaded to the GPU
 I_CPU_MISSES = 46    # CPU tier: failed GPU allocations with nothing reloaded
 I_PENDING_LAT = 47   # transfer latency to add to the next step (us)
-NIF = 48
+I_CLOG_ON = 48       # log hash-table changes for the delayed cache snapshot (1/0)
+I_CLOG_N = 49        # entries in the change log
+I_CLOG_OVF = 50      # the log overflowed: copy the whole table at the next refresh
+NIF = 51
 
 # ---- run configuration: cfg[C_*]
 C_BLOCK = 0
@@ -130,7 +133,9 @@ C_BF_NO_CHUNK = 18   # batch formation: admit a prefill only if it fits whole (1
 C_BF_MAX_ADMIT = 19  # batch formation: max new admissions per step (0 = unlimited)
 C_CPU_BLOCKS = 20    # CPU KV tier capacity in blocks (0 = single tier)
 C_XFER_BASE = 21     # CPU->GPU transfer base latency per block (us)
-NCFG = 22
+C_CACHE_DELAY = 22   # --cache-signal-delay (us); 0 = routing reads live caches
+C_PA_CAP = 23        # prefix-affinity router index capacity (blocks per instance)
+NCFG = 24
 
 # float configuration: cfgf[CF_*]
 CF_ALPHA0 = 0        # QueueingTime = clamp(alpha0 + alpha1 * input_len)
@@ -145,6 +150,8 @@ PREEMPT_PRIORITY = 1
 
 ROUTE_ROUND_ROBIN = 0
 ROUTE_LEAST_LOADED = 1
+ROUTE_WEIGHTED = 2
+ROUTE_ALWAYS_BUSIEST = 3
 ROUTE_PYTHON = 99    # decision made in Python (NEED_ROUTE protocol)
 
 ADMIT_ALWAYS = 0
@@ -168,7 +175,8 @@ G_TB_TOKENS_BITS = 11  # token bucket level (float64 bits)
 G_TB_LAST = 12       # token bucket last refill time
 G_LAST_EVENT = 13
 G_BUDGET = 14        # events left before returning PAUSE (-1 = unlimited)
-NG = 15
+G_CACHE_LAST = 15    # last refresh of the delayed cache snapshots
+NG = 16
 
 # event priorities (instance)
 EP_ARRIVAL = 0
@@ -194,3 +202,14 @@ GROW_ITLH = 8
 GROW_CHEAP = 16
 
 ITL_CHUNK = 32
+
+# weighted-routing scorer codes
+SC_PRECISE_PREFIX = 0
+SC_QUEUE_DEPTH = 1
+SC_KV_UTIL = 2
+SC_LOAD_BALANCE = 3
+SC_ACTIVE_REQUESTS = 4
+SC_RUNNING_REQUESTS = 5
+SC_LOAD_AWARE = 6
+SC_VLLM_DP = 7
+SC_PREFIX_AFFINITY = 8

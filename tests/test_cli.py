@@ -19,7 +19,11 @@ def _err(capsys):
 
 @pytest.mark.parametrize("argv,needle", [
     (["run", "--model", "meta-llama/llama-3.1-8b-instruct", "--routing-policy", "bogus"],
-     "--routing-policy: must be one of the valid names, got 'bogus'; valid: round-robin, least-loaded"),
+     "--routing-policy: must be a registered routing policy, got 'bogus'; valid: always-busiest, least-loaded, round-robin, weighted"),
+    (BASE + ["--routing-policy", "weighted", "--routing-scorers", "queue-depth:1,magic:2"],
+     "--routing-scorers: scorer must be a known name, got 'magic'; valid: active-requests"),
+    (BASE + ["--routing-policy", "weighted", "--routing-scorers", "queue-depth:0"],
+     "--routing-scorers: weight of 'queue-depth' must be finite and > 0, got 0"),
     (BASE + ["--scheduler", "nope"], "--scheduler: must be a registered scheduler, got 'nope'; valid: fcfs, priority-fcfs"),
     (BASE + ["--latency-model", "blackbox"], "--latency-model: must be one of the valid names, got 'blackbox'; valid: roofline, trained-physics"),
     (BASE + ["--hardware", "H900"], "H900"),
