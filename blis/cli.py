@@ -31,7 +31,6 @@ PRESETS_HINT = "chatbot, summarization, contentgen, multidoc"
 
 #: routing/admission names this build simulates; the others are recognised BLIS
 #: names that are rejected with a clear message instead of being run wrongly.
-SUPPORTED_ADMISSION = ("always-admit", "token-bucket", "reject-all")
 
 
 # ---------------------------------------------------------------- arg parsing
@@ -144,6 +143,7 @@ def _sim_flags(p):
     _add(g, "--counterfactual-k", _int, 0, "counterfactual candidates per routing record")
     _add(g, "--summarize-trace", bool, False, "print a decision-trace summary")
     _add(g, "--fitness-weights", str, "", "fitness weights key:w,...")
+    _add(g, "--decision-trace", str, "", "write decision-trace tables as <prefix>.<table>.parquet (blis extension)")
     g = p.add_argument_group("blis outputs")
     _add(g, "--metrics-path", str, "", "write the metrics JSON (aggregate + per-request rows)")
     _add(g, "--results-parquet", str, "", "write per-request results as Parquet (units in column names)")
@@ -266,23 +266,62 @@ def validate_common(ns):
     _choice("--trace-level", ns.trace_level, ("none", "decisions"))
     _choice("--progress", ns.progress, ("auto", "always", "never"))
     _require(ns.kv_cpu_blocks >= 0, "--kv-cpu-blocks", ">= 0", ns.kv_cpu_blocks)
+    apply_policy_config(ns)
     _require(ns.kv_transfer_bandwidth > 0, "--kv-transfer-bandwidth", "> 0 (blocks/us)", ns.kv_transfer_bandwidth)
-    # recognised BLIS features that this build does not simulate yet: refuse, never run wrongly
-    if (ns.admission_policy or "always-admit") not in SUPPORTED_ADMISSION:
-        raise ConfigError(f"--admission-policy: {ns.admission_policy!r} is not simulated by this version yet; "
-                          f"valid now: {', '.join(SUPPORTED_ADMISSION)}")
-    if ns.kv_cpu_blocks > 0 and ns.kv_offload_threshold != 0:
-        log.warning("--kv-offload-threshold is deprecated in the vLLM v1 mirror model and is ignored")
-    _require(ns.kv_transfer_base_latency >= 0, "--kv-transfer-base-latency", ">= 0 (us)", ns.kv_transfer_base_latency)
-    _require(math.isfinite(ns.kv_transfer_bandwidth), "--kv-transfer-bandwidth", "finite", ns.kv_transfer_bandwidth)
-    unsupported = [("--policy-config", bool(ns.policy_config)),
-                   ("--trace-level decisions", ns.trace_level == "decisions"),
-                   ("--fitness-weights", bool(ns.fitness_weights))]
-    for flag, on in unsupported:
-        if on:
-            raise ConfigError(f"{flag}: not supported by this version yet (remove the flag)")
+    _require(ns.counterfactual_k >= 0, "--counterfactual-k", ">= 0", ns.counterfactual_k)
+    ns._fitness = parse_fitness_weights(ns.fitness_weights)
+    if (ns.counterfactual_k > 0 or ns.summarize_trace or ns.decision_trace) and ns.trace_level != "decisions":
+        log.warning("--counterfactual-k, --summarize-trace and --decision-trace need --trace-level decisions")
     if ns.routing_scorers and ns.routing_policy != "weighted":
         log.warning("--routing-scorers has no effect unless --routing-policy weighted")
+
+
+FITNESS_KEYS = ("mean_e2e", "mean_ttft", "p50_e2e", "p50_ttft", "p99_e2e", "p99_ttft", "throughput", "tokens_per_sec")
+
+
+def parse_fitness_weights(text: str) -> dict:
+    """``--fitness-weights "key:w,..."``: weights finite and >= 0, keys from FITNESS_KEYS."""
+    out = {}
+    if not text:
+        return out
+    for part in text.split(","):
+        kv = part.strip().split(":", 1)
+        if len(kv) != 2:
+            raise ConfigError(f"--fitness-weights: each entry must be key:weight, got {part.strip()!r}")
+        key = kv[0].strip()
+        if key not in FITNESS_KEYS:
+            raise ConfigError(f"--fitness-weights: key must be a known metric, got {key!r}; valid: {', '.join(FITNESS_KEYS)}")
+        try:
+            w = float(kv[1])
+        except ValueError:
+            raise ConfigError(f"--fitness-weights: weight of {key!r} must be a number, got {kv[1].strip()!r}")
+        if not math.isfinite(w) or w < 0:
+            raise ConfigError(f"--fitness-weights: weight of {key!r} must be finite and >= 0, got {kv[1].strip()}")
+        out[key] = w
+    return out
+
+
+def apply_policy_config(ns):
+    """Merge ``--policy-config`` into the namespace; explicit CLI flags win (BLIS precedence)."""
+    from blis.policy_config import PolicyBundle, load_policy_config
+
+    b = load_policy_config(ns.policy_config) if ns.policy_config else PolicyBundle()
+    if b.unsupported_sections:
+        raise ConfigError(f"--policy-config: sections {', '.join(b.unsupported_sections)} (autoscaling) are not "
+                          "simulated by this version yet; remove them")
+    ex = ns._explicit
+    for flag, value in (("admission_policy", b.admission_policy), ("token_bucket_capacity", b.token_bucket_capacity),
+                        ("token_bucket_refill_rate", b.token_bucket_refill_rate),
+                        ("routing_policy", b.routing_policy), ("scheduler", b.scheduler),
+                        ("preemption_policy", b.preemption_policy)):
+        if value is not None and flag not in ex:
+            setattr(ns, flag, value)
+    if not ns._scorers and b.routing_scorers:
+        ns._scorers = list(b.routing_scorers)
+    if ns.admission_policy == "tier-shed" and b.tier_shed_min_priority is None:
+        log.warning("tier-shed selected without policy-config tier_shed_min_priority: every class is admitted "
+                    "(min priority 0)")
+    ns._bundle = b
 
 
 # ---------------------------------------------------------------- resolution
@@ -352,7 +391,9 @@ def engine_config(ns, blocks, mml, horizon):
     from blis.routing import ROUTING_POLICIES
     routing = ROUTING_POLICIES.get(ns.routing_policy)
     admission = {"always-admit": Lo.ADMIT_ALWAYS, "": Lo.ADMIT_ALWAYS, "reject-all": Lo.ADMIT_REJECT_ALL,
-                 "token-bucket": Lo.ADMIT_TOKEN_BUCKET}[ns.admission_policy]
+                 "token-bucket": Lo.ADMIT_TOKEN_BUCKET, "tier-shed": Lo.ADMIT_TIER_SHED,
+                 "gaie-legacy": Lo.ADMIT_GAIE_LEGACY}[ns.admission_policy]
+    b = ns._bundle
     return EngineConfig(
         total_kv_blocks=blocks, block_size=ns.block_size_in_tokens, max_num_seqs=ns.max_num_seqs,
         max_num_batched_tokens=ns.max_num_batched_tokens,
@@ -365,6 +406,10 @@ def engine_config(ns, blocks, mml, horizon):
         token_bucket_refill_rate=ns.token_bucket_refill_rate, seed=ns.seed,
         batch_formation=ns.batch_formation, kv_cpu_blocks=ns.kv_cpu_blocks,
         routing_scorers=ns._scorers, cache_signal_delay_us=ns.cache_signal_delay,
+        tier_shed_threshold=b.tier_shed_threshold, tier_shed_min_priority=b.tier_shed_min_priority or 0,
+        gaie_qd_threshold=b.gaie_qd_threshold, gaie_kv_threshold=b.gaie_kv_threshold,
+        tenant_budgets=b.tenant_budgets, slo_priority_overrides=b.slo_priorities,
+        trace_decisions=ns.trace_level == "decisions",
         kv_transfer_bandwidth=ns.kv_transfer_bandwidth, kv_transfer_base_latency_us=ns.kv_transfer_base_latency)
 
 
@@ -507,8 +552,17 @@ def simulate(ns, table, horizon, mode):
         bar.update(len(table) - bar.n)
         bar.close()
     log.info("simulated %d requests in %.3f s", len(table), time.perf_counter() - t0)
-    sys.stdout.write(res.stdout_text())
+    trace = None
+    if ns.trace_level == "decisions":
+        from blis.trace import build_trace, write_trace
+        trace = build_trace(sim, ns.counterfactual_k)
+    text = res.stdout_text(fitness_weights=ns._fitness if mode == "generated" else None)
+    if trace is not None and ns.summarize_trace:
+        text += trace.summary_text([f"instance_{i}" for i in range(ns.num_instances)])
+    sys.stdout.write(text)
     sys.stdout.flush()
+    if trace is not None and ns.decision_trace:
+        write_trace(trace, ns.decision_trace)
     if ns.metrics_path:
         atomic_write_text(ns.metrics_path, marshal_indent(res.metrics_file()))
     if getattr(ns, "results_path", ""):

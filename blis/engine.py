@@ -65,6 +65,12 @@ class EngineConfig:
     batch_formation: str = "vllm"
     routing_scorers: list = field(default_factory=list)  # [(name, weight)]; [] = BLIS default
     cache_signal_delay_us: int = 50000
+    tier_shed_threshold: int = 0
+    tier_shed_min_priority: int = 0
+    gaie_qd_threshold: float = 5.0
+    gaie_kv_threshold: float = 0.8
+    tenant_budgets: dict = field(default_factory=dict)  # tenant -> fraction of capacity
+    trace_decisions: bool = False
     kv_cpu_blocks: int = 0
     kv_transfer_bandwidth: float = 100.0  # blocks per us
     kv_transfer_base_latency_us: int = 0
@@ -152,9 +158,19 @@ class Simulation:
         scorers = list(c.routing_scorers) or list(DEFAULT_SCORERS)
         codes, weights = normalized(scorers)
         weighted = c.routing == Lo.ROUTE_WEIGHTED
+        tenants = t.names["tenant"]
+        budgets = np.full(len(tenants), -1.0, np.float64)
+        for name, frac in (c.tenant_budgets or {}).items():
+            if name in tenants:
+                budgets[tenants.index(name)] = float(frac)
+        tcap = 256 if c.trace_decisions else 1
         self.wr = (np.array(codes if weighted else [], np.int64), np.array(weights if weighted else [], np.float64),
                    np.zeros_like(self.kv[5]) if weighted else np.zeros((ni, 2), np.uint64),
-                   np.zeros_like(self.kv[6]) if weighted else np.zeros((ni, 2), np.int32))
+                   np.zeros_like(self.kv[6]) if weighted else np.zeros((ni, 2), np.int32),
+                   np.zeros(len(tenants), np.int64), budgets,
+                   np.zeros((tcap, 4), np.int64), np.zeros(tcap, np.float64),
+                   np.zeros((tcap, 3), np.int64), np.zeros(tcap, np.float64),
+                   np.zeros((tcap, ni, 4), np.int64), np.zeros((tcap, ni, 2), np.float64))
         use_pa = weighted and Lo.SC_PREFIX_AFFINITY in codes
         self.pa = make_lru_arrays(ni, PREFIX_AFFINITY_CAPACITY if use_pa else 1)
         for i in range(ni):
@@ -204,6 +220,12 @@ class Simulation:
         cfg[Lo.C_XFER_BASE] = int(c.kv_transfer_base_latency_us)
         cfg[Lo.C_CACHE_DELAY] = int(c.cache_signal_delay_us)
         cfg[Lo.C_PA_CAP] = PREFIX_AFFINITY_CAPACITY
+        max_pri = int(max([3] + list({**SLO_BASE_PRIORITIES, **(c.slo_priority_overrides or {})}.values())))
+        cfg[Lo.C_MAX_PRI] = max_pri
+        cfg[Lo.C_TS_THRESHOLD] = int(c.tier_shed_threshold)
+        cfg[Lo.C_TS_MIN_PRI] = int(c.tier_shed_min_priority)
+        cfg[Lo.C_TENANT_CAP] = max(ni * max_seqs, 1) if c.tenant_budgets else 0
+        cfg[Lo.C_TRACE] = 1 if c.trace_decisions else 0
         self.cfg_arr = cfg
         cfgf = np.zeros(Lo.NCFGF, np.float64)
         cfgf[Lo.CF_ALPHA0] = self.latency.queueing_alpha0
@@ -211,13 +233,15 @@ class Simulation:
         cfgf[Lo.CF_TB_CAP] = c.token_bucket_capacity
         cfgf[Lo.CF_TB_RATE] = c.token_bucket_refill_rate
         cfgf[Lo.CF_XFER_BW] = c.kv_transfer_bandwidth
+        cfgf[Lo.CF_GAIE_QD] = c.gaie_qd_threshold
+        cfgf[Lo.CF_GAIE_KV] = c.gaie_kv_threshold
         self.cfgf = cfgf
         self.lat = np.ascontiguousarray(self.latency.params, np.float64)
         self.scratch = (np.zeros(3, np.int64), np.zeros(max_blocks + 1, np.int64),
                         np.zeros(max_seqs + 2, np.int64), np.zeros(max_seqs + 2, np.int64),
                         np.zeros(max_seqs + 2, np.int64), np.zeros(max_seqs + 2, np.int64),
                         np.zeros(max_seqs + 2, np.int64), np.zeros(ni + 1, np.int64),
-                        np.zeros(max_blocks + 1, np.int64))
+                        np.zeros(max_blocks + 1, np.int64), np.zeros(max_seqs + 8, np.int64))
         from blis.rng import PartitionedRNG
         self.router_rng = PartitionedRNG(int(c.seed)).for_subsystem("router").state
 
@@ -235,6 +259,14 @@ class Simulation:
         if what & Lo.GROW_CHEAP:
             cap = self.cev[0].shape[1] * 2
             self.cev = tuple(self._grow_cols(a, cap) for a in self.cev)
+        if what & Lo.GROW_TRACE:
+            w = list(self.wr)
+            for k in range(6, 12):
+                a = w[k]
+                b = np.zeros((a.shape[0] * 2,) + a.shape[1:], a.dtype)
+                b[:a.shape[0]] = a
+                w[k] = b
+            self.wr = tuple(w)
         if what & Lo.GROW_WQ:
             self.wq = self._grow_cols(self.wq, self.wq.shape[1] * 2)
         if what & Lo.GROW_ITL:

@@ -397,14 +397,60 @@ class SimResults:
             return 0
         return sum(1 for m in means if m > 2 * avg)
 
+    # ------------------------------------------------------------ fitness
+    FITNESS_KEYS = ("mean_e2e", "mean_ttft", "p50_e2e", "p50_ttft", "p99_e2e", "p99_ttft", "throughput",
+                    "tokens_per_sec")
+
+    def fitness(self, weights: dict) -> dict:
+        """BLIS's fitness evaluation: weighted sum of normalised components (not re-normalised)."""
+        c = self.cols
+        done = c["state"] == Lo.ST_COMPLETED
+        sim_end = max((x.sim_ended_us for x in self.instances), default=0)
+        dur = sim_end / 1e6
+        completed = int(done.sum())
+        out_tok = sum(x.output_tokens for x in self.instances)
+        rps = completed / dur if dur > 0 else 0.0
+        tps = out_tok / dur if dur > 0 else 0.0
+
+        def dist(col):
+            v = np.sort(c[col][done].astype(np.float64))
+            if len(v) == 0:
+                return 0.0, 0.0, 0.0
+            total = 0.0
+            for x in v.tolist():
+                total += x
+            return total / len(v), stats.percentile_ms(v, 50) * 1000, stats.percentile_ms(v, 99) * 1000
+
+        ttft = dist("ttft_us")
+        e2e = dist("e2e_us")
+        raw = {"throughput": rps / (rps + 100.0), "tokens_per_sec": tps / (tps + 10000.0),
+               "mean_ttft": ttft[0], "p50_ttft": ttft[1], "p99_ttft": ttft[2],
+               "mean_e2e": e2e[0], "p50_e2e": e2e[1], "p99_e2e": e2e[2]}
+        comps = {}
+        for k in weights:
+            v = raw[k]
+            comps[k] = v if k in ("throughput", "tokens_per_sec") else 1.0 / (1.0 + v / 1000.0)
+        score = 0.0
+        for k, w in weights.items():
+            score += w * comps[k]
+        return {"score": score, "components": comps}
+
+    def fitness_text(self, weights: dict) -> str:
+        f = self.fitness(weights)
+        lines = ["=== Fitness Evaluation ===", f"Score: {f['score']:.6f}"]
+        lines += [f"  {k}: {f['components'][k]:.6f}" for k in sorted(f["components"])]
+        return "\n".join(lines) + "\n"
+
     # ------------------------------------------------------------ stdout
-    def stdout_text(self) -> str:
+    def stdout_text(self, fitness_weights: dict = None) -> str:
         """Everything ``blis run``/``replay`` prints on stdout, in BLIS's order."""
         parts = []
         if self.num_instances > 1:
             for i in range(self.num_instances):
                 parts.append("=== Simulation Metrics ===\n" + marshal_indent(self.metrics_output(i)) + "\n")
         parts.append("=== Simulation Metrics ===\n" + marshal_indent(self.metrics_output(None)) + "\n")
+        if fitness_weights:
+            parts.append(self.fitness_text(fitness_weights))
         dropped = sum(x.dropped for x in self.instances)
         timed_out = sum(x.timed_out for x in self.instances)
         capped = sum(x.length_capped for x in self.instances)

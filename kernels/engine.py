@@ -248,6 +248,14 @@ def _itl_release(itl, glob, rq, r, commit, ins, i):
 
 # ------------------------------------------------------------ instance logic
 @njit
+def _fin(glob, scratch, cfg, r):
+    """Note that request r reached a terminal state (for tenant in-flight accounting)."""
+    if cfg[C_TENANT_CAP] > 0:
+        scratch[9][glob[G_FIN_N]] = r
+        glob[G_FIN_N] += 1
+
+
+@njit
 def _alloc(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_cached, cfg, cfgf, newc):
     """AllocateKVBlocks through the configured KV store (single tier or GPU+CPU)."""
     if cfg[C_CPU_BLOCKS] > 0:
@@ -554,6 +562,7 @@ def _step(rq, ins, ev, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, lat, i, now
             if t_left <= cfg[C_HORIZON] and t_left > ins[i, I_LEFT_MAX]:
                 ins[i, I_LEFT_MAX] = t_left
             _record_completion(rq, ins, itl, glob, cfg, i, r)
+            _fin(glob, scratch, cfg, r)
         elif mml > 0 and pi >= mml - 1:
             ins[i, I_CAPPED] += 1
             rq[R_CAPPED, r] = 1
@@ -563,6 +572,7 @@ def _step(rq, ins, ev, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, lat, i, now
             if t_left <= cfg[C_HORIZON] and t_left > ins[i, I_LEFT_MAX]:
                 ins[i, I_LEFT_MAX] = t_left
             _record_completion(rq, ins, itl, glob, cfg, i, r)
+            _fin(glob, scratch, cfg, r)
         else:
             bt[i, nrem] = r
             nrem += 1
@@ -624,13 +634,19 @@ def _instance_event(rq, ins, ev, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, l
         _ipush(ev, ins, i, t + qt, np.int64(EP_QUEUED), r)
     elif prio == EP_QUEUED:
         _enqueue(rq, ins, ev, wq, cfg, i, r, t)
+        st = rq[R_STATE, r]
+        if st == ST_DROPPED or st == ST_TIMED_OUT:
+            _fin(glob, scratch, cfg, r)
         if ins[i, I_STEP_PENDING] == 0 and wq_len_nb(ins, i) > 0:
             _ipush(ev, ins, i, t, np.int64(EP_STEP), np.int64(-1))
             ins[i, I_STEP_PENDING] = 1
     elif prio == EP_STEP:
         _step(rq, ins, ev, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, lat, i, t, scratch)
     elif prio == EP_TIMEOUT:
+        was = rq[R_STATE, r]
         _timeout(rq, ins, ev, wq, bt, kv, itl, glob, i, r, t)
+        if was != ST_TIMED_OUT and rq[R_STATE, r] == ST_TIMED_OUT:
+            _fin(glob, scratch, cfg, r)
 
 
 # ------------------------------------------------------------ cluster logic
@@ -801,6 +817,9 @@ def _route_weighted(rq, ins, kv, wr, pa, cfg, n, r, hashes, nh, tied, router_rng
                 while c < nh and lru_contains_nb(pa, i, hashes[c]):
                     c += 1
                 sc[i] = np.float64(c) / np.float64(nh)
+        elif code == SC_LORA_AFFINITY:
+            for i in range(n):
+                sc[i] = 1.0  # requests carry no adapter: every instance scores 1
         else:
             for i in range(n):
                 sc[i] = 0.0
@@ -833,12 +852,47 @@ def _route_weighted(rq, ins, kv, wr, pa, cfg, n, r, hashes, nh, tied, router_rng
 
 
 @njit
-def _admit_builtin(rq, glob, cfg, cfgf, r, now):
+def _admit_builtin(rq, ins, glob, cfg, cfgf, wr, r, now, n_inst):
+    """Built-in admission policies. Returns (admitted, reason code, detail value)."""
     code = cfg[C_ADMISSION]
+    cls_pri = cfg[C_MAX_PRI] - rq[R_PRIO, r]  # SLO priority, higher = more important
+    if cfg[C_TENANT_CAP] > 0:
+        t = rq[R_TENANT, r]
+        budget = wr[5][t]
+        if t > 0 and budget >= 0.0 and cls_pri < 0:
+            if np.float64(wr[4][t]) > budget * np.float64(cfg[C_TENANT_CAP]):
+                return False, AR_TENANT_BUDGET, 0.0
     if code == ADMIT_ALWAYS:
-        return True
+        return True, AR_ADMITTED, 0.0
     if code == ADMIT_REJECT_ALL:
-        return False
+        return False, AR_REJECT_ALL, 0.0
+    if code == ADMIT_TIER_SHED:
+        max_load = np.int64(0)
+        for i in range(n_inst):
+            load = ins[i, I_SNAP_QD] + ins[i, I_SNAP_BS] + ins[i, I_INFLIGHT]
+            if load > max_load:
+                max_load = load
+        if max_load <= cfg[C_TS_THRESHOLD]:
+            return True, AR_ADMITTED, 0.0
+        if cls_pri < cfg[C_TS_MIN_PRI]:
+            return False, AR_TIER_SHED, np.float64(max_load)
+        return True, AR_ADMITTED, 0.0
+    if code == ADMIT_GAIE_LEGACY:
+        if cls_pri >= 0:
+            return True, AR_ADMITTED, 0.0
+        sat = 1.0
+        if n_inst > 0:
+            total = 0.0
+            for i in range(n_inst):
+                tot = ins[i, I_TOTAL_BLOCKS]
+                util = np.float64(ins[i, I_SNAP_KV_USED]) / np.float64(tot) if tot > 0 else 0.0
+                q = np.float64(ins[i, I_SNAP_QD]) / cfgf[CF_GAIE_QD]
+                k = util / cfgf[CF_GAIE_KV]
+                total += max(q, k)
+            sat = total / np.float64(n_inst)
+        if sat >= 1.0:
+            return False, AR_GAIE, sat
+        return True, AR_ADMITTED, 0.0
     # token bucket: refill continuously, cost = input tokens
     tokens = glob[G_TB_TOKENS_BITS:G_TB_TOKENS_BITS + 1].view(np.float64)
     elapsed = now - glob[G_TB_LAST]
@@ -848,8 +902,41 @@ def _admit_builtin(rq, glob, cfg, cfgf, r, now):
     cost = np.float64(rq[R_ILEN, r])
     if tokens[0] >= cost:
         tokens[0] -= cost
-        return True
-    return False
+        return True, AR_ADMITTED, 0.0
+    return False, AR_TOKENS, 0.0
+
+
+@njit
+def _trace_admission(wr, glob, r, t, ok, reason, val):
+    k = glob[G_TR_ADM_N]
+    a = wr[6]
+    a[k, 0] = r
+    a[k, 1] = t
+    a[k, 2] = 1 if ok else 0
+    a[k, 3] = reason
+    wr[7][k] = val
+    glob[G_TR_ADM_N] = k + 1
+
+
+@njit
+def _trace_routing(wr, ins, glob, r, t, target, n_inst, scores, has_scores, val):
+    k = glob[G_TR_RT_N]
+    ri = wr[8]
+    ri[k, 0] = r
+    ri[k, 1] = t
+    ri[k, 2] = target
+    wr[9][k] = val
+    ci = wr[10]
+    cf = wr[11]
+    for i in range(n_inst):
+        ci[k, i, 0] = ins[i, I_SNAP_QD]
+        ci[k, i, 1] = ins[i, I_SNAP_BS]
+        ci[k, i, 2] = ins[i, I_INFLIGHT]
+        tot = ins[i, I_TOTAL_BLOCKS]
+        ci[k, i, 3] = tot - ins[i, I_SNAP_KV_USED]
+        cf[k, i, 0] = scores[i] if has_scores else np.nan
+        cf[k, i, 1] = np.float64(ins[i, I_SNAP_KV_USED]) / np.float64(tot) if tot > 0 else 0.0
+    glob[G_TR_RT_N] = k + 1
 
 
 @njit
@@ -915,6 +1002,9 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, c
                 # the arrival consumed seq (cur+1) implicitly: arrivals are pushed first in BLIS
                 continue
             r = cr[0, 0]
+            if cfg[C_TRACE] != 0 and (glob[G_TR_ADM_N] >= wr[6].shape[0] or glob[G_TR_RT_N] >= wr[8].shape[0]):
+                glob[G_GROW] = GROW_TRACE
+                return GROW
             if prio == CP_ADMISSION:
                 if glob[G_CHLEN] + 2 > ct.shape[1]:
                     glob[G_GROW] = GROW_CHEAP
@@ -929,10 +1019,14 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, c
                         return NEED_ADMIT
                     admitted = glob[G_DECISION] > 0
                     glob[G_DECISION] = -1
+                    reason = np.int64(AR_ADMITTED) if admitted else np.int64(AR_PYTHON)
+                    aval = 0.0
                 else:
-                    admitted = _admit_builtin(rq, glob, cfg, cfgf, r, tc)
+                    admitted, reason, aval = _admit_builtin(rq, ins, glob, cfg, cfgf, wr, r, tc, n_inst)
                 heap_pop_nb(ct, ck, cr, g2, np.int64(0), np.int64(G_CHLEN))
                 glob[G_CLOCK] = tc
+                if cfg[C_TRACE] != 0:
+                    _trace_admission(wr, glob, r, tc, admitted, reason, aval)
                 if admitted:
                     _cpush(cev, glob, tc + cfg[C_ROUTE_LAT], np.int64(CP_ROUTING), r)
                 else:
@@ -965,8 +1059,19 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, c
                 rq[R_STATE, r] = ST_ROUTE_REJECTED
                 glob[G_ROUTE_REJECTED] += 1
                 continue
+            if cfg[C_TRACE] != 0:
+                code = cfg[C_ROUTING]
+                if code == ROUTE_WEIGHTED:
+                    rval = hsc[1][target]
+                elif code == ROUTE_ROUND_ROBIN:
+                    rval = np.float64(glob[G_RR] - 1)
+                else:
+                    rval = np.float64(ins[target, I_SNAP_QD] + ins[target, I_SNAP_BS] + ins[target, I_INFLIGHT])
+                _trace_routing(wr, ins, glob, r, tc, target, n_inst, hsc[1], code == ROUTE_WEIGHTED, rval)
             rq[R_INST, r] = target
             rq[R_ROUTED_AT, r] = tc
+            if cfg[C_TENANT_CAP] > 0 and rq[R_TENANT, r] > 0:
+                wr[4][rq[R_TENANT, r]] += 1
             ins[target, I_INFLIGHT] += 1
             ins[target, I_INJECTED] += 1
             _ipush(ev, ins, target, tc, np.int64(EP_ARRIVAL), r)
@@ -987,3 +1092,10 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, c
             glob[G_GROW] = grow
             return GROW
         _instance_event(rq, ins, ev, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, lat, bi, scratch)
+        if glob[G_FIN_N] > 0:
+            fin = scratch[9]
+            for k in range(glob[G_FIN_N]):
+                t = rq[R_TENANT, fin[k]]
+                if t > 0 and rq[R_INST, fin[k]] >= 0:
+                    wr[4][t] -= 1
+            glob[G_FIN_N] = 0

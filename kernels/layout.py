@@ -135,7 +135,12 @@ C_CPU_BLOCKS = 20    # CPU KV tier capacity in blocks (0 = single tier)
 C_XFER_BASE = 21     # CPU->GPU transfer base latency per block (us)
 C_CACHE_DELAY = 22   # --cache-signal-delay (us); 0 = routing reads live caches
 C_PA_CAP = 23        # prefix-affinity router index capacity (blocks per instance)
-NCFG = 24
+C_MAX_PRI = 24       # max SLO priority (cluster convention) = priority + vLLM priority
+C_TS_THRESHOLD = 25  # tier-shed overload threshold (EffectiveLoad)
+C_TS_MIN_PRI = 26    # tier-shed min admitted priority
+C_TENANT_CAP = 27    # tenant budgets: total capacity (instances x max-num-seqs); 0 = off
+C_TRACE = 28         # decision tracing on (1) / off (0)
+NCFG = 29
 
 # float configuration: cfgf[CF_*]
 CF_ALPHA0 = 0        # QueueingTime = clamp(alpha0 + alpha1 * input_len)
@@ -143,7 +148,9 @@ CF_ALPHA1 = 1
 CF_TB_CAP = 2        # token bucket capacity
 CF_TB_RATE = 3       # token bucket refill rate (tokens/s)
 CF_XFER_BW = 4       # CPU->GPU transfer bandwidth (blocks per us)
-NCFGF = 5
+CF_GAIE_QD = 5       # gaie-legacy queue-depth threshold
+CF_GAIE_KV = 6       # gaie-legacy KV-utilisation threshold
+NCFGF = 7
 
 PREEMPT_FCFS = 0
 PREEMPT_PRIORITY = 1
@@ -157,6 +164,8 @@ ROUTE_PYTHON = 99    # decision made in Python (NEED_ROUTE protocol)
 ADMIT_ALWAYS = 0
 ADMIT_REJECT_ALL = 1
 ADMIT_TOKEN_BUCKET = 2
+ADMIT_TIER_SHED = 3
+ADMIT_GAIE_LEGACY = 4
 ADMIT_PYTHON = 99
 
 # ---- cluster/global scalars: glob[G_*]
@@ -176,7 +185,19 @@ G_TB_LAST = 12       # token bucket last refill time
 G_LAST_EVENT = 13
 G_BUDGET = 14        # events left before returning PAUSE (-1 = unlimited)
 G_CACHE_LAST = 15    # last refresh of the delayed cache snapshots
-NG = 16
+G_FIN_N = 16         # requests that reached a terminal state during the current event
+G_TR_ADM_N = 17      # admission trace records
+G_TR_RT_N = 18       # routing trace records
+NG = 19
+
+# admission reasons (trace records)
+AR_ADMITTED = 0
+AR_REJECT_ALL = 1
+AR_TOKENS = 2
+AR_TIER_SHED = 3
+AR_GAIE = 4
+AR_TENANT_BUDGET = 5
+AR_PYTHON = 6
 
 # event priorities (instance)
 EP_ARRIVAL = 0
@@ -200,6 +221,7 @@ GROW_WQ = 2
 GROW_ITL = 4
 GROW_ITLH = 8
 GROW_CHEAP = 16
+GROW_TRACE = 32
 
 ITL_CHUNK = 32
 
@@ -213,3 +235,4 @@ SC_RUNNING_REQUESTS = 5
 SC_LOAD_AWARE = 6
 SC_VLLM_DP = 7
 SC_PREFIX_AFFINITY = 8
+SC_LORA_AFFINITY = 9

@@ -52,9 +52,16 @@ def test_unparseable_flag_value_exits_1_with_the_flag_name():
     assert "--rate" in p.stderr and "Traceback" not in p.stderr
 
 
-def test_unsupported_feature_is_refused_not_simulated_wrongly(capsys):
-    assert main(BASE + ["--policy-config", "x.yaml"]) == 1
-    assert "--policy-config: not supported" in _err(capsys)
+def test_unsupported_feature_is_refused_not_simulated_wrongly(tmp_path, capsys):
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text("autoscaler:\n  interval_us: 1000000\n")
+    assert main(BASE + ["--policy-config", str(cfg)]) == 1
+    assert "autoscaler" in _err(capsys)
+
+
+def test_missing_policy_config_file_is_a_clear_error(capsys):
+    assert main(BASE + ["--policy-config", "/nonexistent/p.yaml"]) == 1
+    assert "--policy-config: file must be readable, got '/nonexistent/p.yaml'" in _err(capsys)
 
 
 def test_failed_run_leaves_no_output_file(tmp_path, capsys):
