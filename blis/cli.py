@@ -24,7 +24,6 @@ LOG_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.IN
               "warn": logging.WARNING, "warning": logging.WARNING, "error": logging.ERROR,
               "fatal": logging.CRITICAL, "panic": logging.CRITICAL}
 
-ADMISSION_POLICIES = ("always-admit", "token-bucket", "reject-all", "tier-shed", "gaie-legacy")
 PREEMPTION_POLICIES = ("fcfs", "priority")
 LATENCY_MODELS = ("roofline", "trained-physics")
 PRESETS_HINT = "chatbot, summarization, contentgen, multidoc"
@@ -121,7 +120,7 @@ def _sim_flags(p):
     _add(g, "--moe-comm-backend", str, "", "MoE all-to-all backend (trained-physics)")
     g = p.add_argument_group("cluster and routing")
     _add(g, "--num-instances", _int, 1, "number of instances")
-    _add(g, "--admission-policy", str, "always-admit", "admission policy: " + ", ".join(ADMISSION_POLICIES))
+    _add(g, "--admission-policy", str, "always-admit", "admission policy: always-admit, token-bucket, reject-all, tier-shed, gaie-legacy")
     _add(g, "--admission-latency", _int, 0, "admission latency (us)")
     _add(g, "--routing-latency", _int, 0, "routing latency (us)")
     _add(g, "--token-bucket-capacity", _float, 10000.0, "token bucket capacity (tokens)")
@@ -257,7 +256,8 @@ def validate_common(ns):
     ROUTING_POLICIES.get(ns.routing_policy)
     ns._scorers = parse_scorers(ns.routing_scorers)
     _require(ns.cache_signal_delay >= 0, "--cache-signal-delay", ">= 0 (us)", ns.cache_signal_delay)
-    _choice("--admission-policy", ns.admission_policy or "always-admit", ADMISSION_POLICIES)
+    from blis.policies import ADMISSION_POLICIES
+    ADMISSION_POLICIES.get(ns.admission_policy)
     from blis.batch_formation import BATCH_FORMATIONS
     from blis.schedulers import SCHEDULERS
     SCHEDULERS.get(ns.scheduler or "fcfs")
@@ -388,11 +388,12 @@ def engine_config(ns, blocks, mml, horizon):
     from blis.engine import EngineConfig
     from blis.kernels import layout as Lo
 
+    from blis.policies import ADMISSION_POLICIES
     from blis.routing import ROUTING_POLICIES
     routing = ROUTING_POLICIES.get(ns.routing_policy)
-    admission = {"always-admit": Lo.ADMIT_ALWAYS, "": Lo.ADMIT_ALWAYS, "reject-all": Lo.ADMIT_REJECT_ALL,
-                 "token-bucket": Lo.ADMIT_TOKEN_BUCKET, "tier-shed": Lo.ADMIT_TIER_SHED,
-                 "gaie-legacy": Lo.ADMIT_GAIE_LEGACY}[ns.admission_policy]
+    admission = ADMISSION_POLICIES.get(ns.admission_policy)
+    routing = routing if isinstance(routing, int) else Lo.ROUTE_ROUND_ROBIN      # Python policy: see simulate()
+    admission = admission if isinstance(admission, int) else Lo.ADMIT_ALWAYS
     b = ns._bundle
     return EngineConfig(
         total_kv_blocks=blocks, block_size=ns.block_size_in_tokens, max_num_seqs=ns.max_num_seqs,
@@ -543,8 +544,13 @@ def simulate(ns, table, horizon, mode):
     from blis.gojson import marshal_indent
 
     lat, blocks, mml = resolve_latency(ns)
+    from blis.policies import ADMISSION_POLICIES, make_admit_fn, make_route_fn
+    from blis.routing import DEFAULT_SCORERS, ROUTING_POLICIES
+
     cfg = engine_config(ns, blocks, mml, horizon)
-    sim = Simulation(table, cfg, lat)
+    route_fn = make_route_fn(ROUTING_POLICIES.get(ns.routing_policy), ns._scorers or DEFAULT_SCORERS, cfg)
+    admit_fn = make_admit_fn(ADMISSION_POLICIES.get(ns.admission_policy))
+    sim = Simulation(table, cfg, lat, route_fn=route_fn, admit_fn=admit_fn)
     update, bar = _progress_fn(ns, len(table))
     t0 = time.perf_counter()
     res = sim.run(progress=update)

@@ -4,6 +4,13 @@
 bandwidth, MFU factors and memory.  Field names match case-insensitively (as
 Go's JSON decoder does), ``_comment`` and other unknown keys are ignored and
 missing fields are 0.  GPU names themselves are matched exactly.
+
+``hardware_extra.json`` (not part of BLIS) adds more GPUs (H200, B200, ...)
+with a ``_sources`` citation per figure.  :func:`get_hardware_calib` and
+:func:`load_hardware_configs` read BLIS's table only, exactly as before;
+:func:`resolve_hardware_calib` is the lookup that also knows the extra GPUs
+(BLIS's entries first; an explicit ``--hardware-config`` file still replaces
+everything, as in BLIS).  See docs/kv-and-hardware.md.
 """
 from __future__ import annotations
 
@@ -27,6 +34,11 @@ __all__ = [
     "load_defaults_yaml",
     "model_defaults",
     "trained_physics_coefficients",
+    "default_extra_hardware_path",
+    "load_extra_hardware_configs",
+    "extra_hardware_sources",
+    "known_hardware",
+    "resolve_hardware_calib",
 ]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -192,3 +204,89 @@ def trained_physics_coefficients(
         return out
 
     return floats("alpha_coeffs"), floats("beta_coeffs")
+
+
+# ---------------------------------------------------------------- extra GPUs
+# BLIS's hardware_config.json stays byte-identical to BLIS's; the GPUs it lacks
+# live in hardware_extra.json (same schema, plus a ``_sources`` object per GPU
+# citing the vendor datasheet of every figure; top-level keys starting with
+# "_" are comments).
+
+
+def default_extra_hardware_path() -> Path:
+    """The bundled ``hardware_extra.json`` (GPUs beyond BLIS's table)."""
+    return DATA_DIR / "hardware_extra.json"
+
+
+@lru_cache(maxsize=8)
+def _load_extra_cached(path: str, mtime_ns: int, size: int) -> Tuple[Tuple[str, HardwareCalib, Tuple[Tuple[str, str], ...]], ...]:
+    where = f"extra hardware config {path}"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{where}: file must be readable, got {exc.strerror}") from None
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: file must be valid JSON, got error {exc}") from None
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{where}: top level must be a JSON object mapping GPU name -> calibration")
+    out = []
+    for gpu, entry in obj.items():
+        if gpu.startswith("_"):
+            continue
+        calib = _calib_from_json(gpu, entry, where)
+        src = entry.get("_sources", {})
+        if not isinstance(src, dict) or not all(isinstance(v, str) for v in src.values()):
+            raise ConfigError(f"{where}: {gpu}._sources must be an object of strings, got {src!r}")
+        out.append((gpu, calib, tuple(src.items())))
+    return tuple(out)
+
+
+def load_extra_hardware_configs(path: "os.PathLike[str] | str | None" = None) -> Dict[str, HardwareCalib]:
+    """The GPUs of ``hardware_extra.json`` (bundled file when ``path`` is None)."""
+    p = Path(path) if path is not None and str(path) != "" else default_extra_hardware_path()
+    return {gpu: calib for gpu, calib, _ in _load_extra_cached(*_cache_key(p))}
+
+
+def extra_hardware_sources(path: "os.PathLike[str] | str | None" = None) -> Dict[str, Dict[str, str]]:
+    """``{gpu: {field: citation}}`` from the ``_sources`` objects of ``hardware_extra.json``."""
+    p = Path(path) if path is not None and str(path) != "" else default_extra_hardware_path()
+    return {gpu: dict(src) for gpu, _, src in _load_extra_cached(*_cache_key(p))}
+
+
+def known_hardware(hardware_config: "os.PathLike[str] | str | None" = None) -> Dict[str, HardwareCalib]:
+    """Every GPU :func:`resolve_hardware_calib` accepts.
+
+    With ``hardware_config`` given: that file's table alone (it replaces the
+    bundled tables, as ``--hardware-config`` does in BLIS).  Otherwise BLIS's
+    bundled table plus the extra GPUs; a BLIS name is never overridden.
+    """
+    if hardware_config is not None and str(hardware_config) != "":
+        return load_hardware_configs(hardware_config)
+    table = load_extra_hardware_configs()
+    table.update(load_hardware_configs())
+    return table
+
+
+def resolve_hardware_calib(gpu: str, hardware_config: "os.PathLike[str] | str | None" = None) -> HardwareCalib:
+    """Calibration of GPU ``gpu`` (exact name), knowing BLIS's GPUs and the extra ones.
+
+    ``hardware_config`` given: exactly :func:`get_hardware_calib` on that file.
+    Otherwise BLIS's bundled table is consulted first, then ``hardware_extra.json``;
+    an unknown name raises :class:`ConfigError` listing both sets of names.
+    """
+    if hardware_config is not None and str(hardware_config) != "":
+        return get_hardware_calib(gpu, hardware_config)
+    blis_table = load_hardware_configs()
+    calib = blis_table.get(gpu)
+    if calib is not None:
+        return calib
+    extra = load_extra_hardware_configs()
+    calib = extra.get(gpu)
+    if calib is not None:
+        return calib
+    raise ConfigError(
+        f"hardware: GPU must be one of the configured GPUs, got {gpu!r}; valid: {', '.join(sorted(blis_table))}; "
+        f"extra ({default_extra_hardware_path().name}): {', '.join(sorted(set(extra) - set(blis_table)))}"
+    )

@@ -61,8 +61,9 @@ def parse_scorers(text: str) -> List[Tuple[str, float]]:
 
 
 def normalized(scorers: List[Tuple[str, float]]):
-    """(codes, weights / sum) in configuration order."""
+    """(kernel codes, weights / sum) in configuration order; Python scorers get code -1."""
     total = 0.0
     for _, w in scorers:
         total += w
-    return [SCORERS.get(n) for n, _ in scorers], [w / total for _, w in scorers]
+    codes = [SCORERS.get(n) for n, _ in scorers]
+    return [c if isinstance(c, int) else -1 for c in codes], [w / total for _, w in scorers]

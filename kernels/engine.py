@@ -731,7 +731,7 @@ def _cache_refresh(kv, ins, wr, n_inst, now, cfg, glob):
 
 
 @njit
-def _request_hashes(rq, gseed, r, B, out):
+def request_hashes_nb(rq, gseed, r, B, out):
     """Chained hashes of the full blocks of request r's input; returns their count."""
     L = rq[R_ILEN, r]
     P = rq[R_PLEN, r]
@@ -746,6 +746,79 @@ def _request_hashes(rq, gseed, r, B, out):
 
 
 @njit
+def scorer_scores_nb(code, ins, kv, wr, pa, cfg, n, hashes, nh, tied, sc):
+    """Per-instance score of one built-in scorer (code SC_*) into ``sc[:n]`` (unclamped)."""
+    if code == SC_PRECISE_PREFIX:
+        keys = wr[2] if cfg[C_CACHE_DELAY] > 0 else kv[5]
+        vals = wr[3] if cfg[C_CACHE_DELAY] > 0 else kv[6]
+        lo = _INT64_MAX
+        hi = np.int64(0)
+        for i in range(n):
+            c = np.int64(0)
+            while c < nh and ht_get_nb(keys, vals, i, hashes[c]) >= 0:
+                c += 1
+            tied[i] = c
+            lo = min(lo, c)
+            hi = max(hi, c)
+        for i in range(n):
+            sc[i] = 1.0 if hi == lo else np.float64(tied[i] - lo) / np.float64(hi - lo)
+    elif code == SC_QUEUE_DEPTH or code == SC_RUNNING_REQUESTS or code == SC_VLLM_DP:
+        lo = _INT64_MAX
+        hi = np.int64(0)
+        for i in range(n):
+            if code == SC_QUEUE_DEPTH:
+                v = ins[i, I_SNAP_QD]
+            elif code == SC_RUNNING_REQUESTS:
+                v = ins[i, I_SNAP_BS]
+            else:
+                v = ins[i, I_SNAP_QD] * 4 + ins[i, I_SNAP_BS]
+            tied[i] = v
+            lo = min(lo, v)
+            hi = max(hi, v)
+        for i in range(n):
+            sc[i] = 1.0 if hi == lo else np.float64(hi - tied[i]) / np.float64(hi - lo)
+    elif code == SC_KV_UTIL:
+        for i in range(n):
+            tot = ins[i, I_TOTAL_BLOCKS]
+            util = np.float64(ins[i, I_SNAP_KV_USED]) / np.float64(tot) if tot > 0 else 0.0
+            sc[i] = 1.0 - util
+    elif code == SC_LOAD_BALANCE:
+        for i in range(n):
+            load = ins[i, I_SNAP_QD] + ins[i, I_SNAP_BS] + ins[i, I_INFLIGHT]
+            sc[i] = 1.0 / (1.0 + np.float64(load))
+    elif code == SC_ACTIVE_REQUESTS:
+        m = np.int64(0)
+        for i in range(n):
+            m = max(m, ins[i, I_INFLIGHT])
+        for i in range(n):
+            f = ins[i, I_INFLIGHT]
+            sc[i] = 1.0 if (f == 0 or m == 0) else np.float64(m - f) / np.float64(m)
+    elif code == SC_LOAD_AWARE:
+        for i in range(n):
+            qd = ins[i, I_SNAP_QD]
+            if qd == 0:
+                sc[i] = 0.5
+            else:
+                c = min(qd, 128)
+                sc[i] = 0.5 * (1.0 - np.float64(c) / np.float64(128))
+    elif code == SC_PREFIX_AFFINITY:
+        for i in range(n):
+            if nh == 0:
+                sc[i] = 0.0
+                continue
+            c = np.int64(0)
+            while c < nh and lru_contains_nb(pa, i, hashes[c]):
+                c += 1
+            sc[i] = np.float64(c) / np.float64(nh)
+    elif code == SC_LORA_AFFINITY:
+        for i in range(n):
+            sc[i] = 1.0  # requests carry no adapter: every instance scores 1
+    else:
+        for i in range(n):
+            sc[i] = 0.0
+
+
+@njit
 def _route_weighted(rq, ins, kv, wr, pa, cfg, n, r, hashes, nh, tied, router_rng, total, sc):
     """BLIS's weighted scoring: clamp each scorer to [0,1], add score x normalised
     weight per instance (scorer order), pick the maximum; exact ties -> Intn."""
@@ -754,75 +827,7 @@ def _route_weighted(rq, ins, kv, wr, pa, cfg, n, r, hashes, nh, tied, router_rng
     for i in range(n):
         total[i] = 0.0
     for k in range(codes.shape[0]):
-        code = codes[k]
-        if code == SC_PRECISE_PREFIX:
-            keys = wr[2] if cfg[C_CACHE_DELAY] > 0 else kv[5]
-            vals = wr[3] if cfg[C_CACHE_DELAY] > 0 else kv[6]
-            lo = _INT64_MAX
-            hi = np.int64(0)
-            for i in range(n):
-                c = np.int64(0)
-                while c < nh and ht_get_nb(keys, vals, i, hashes[c]) >= 0:
-                    c += 1
-                tied[i] = c
-                lo = min(lo, c)
-                hi = max(hi, c)
-            for i in range(n):
-                sc[i] = 1.0 if hi == lo else np.float64(tied[i] - lo) / np.float64(hi - lo)
-        elif code == SC_QUEUE_DEPTH or code == SC_RUNNING_REQUESTS or code == SC_VLLM_DP:
-            lo = _INT64_MAX
-            hi = np.int64(0)
-            for i in range(n):
-                if code == SC_QUEUE_DEPTH:
-                    v = ins[i, I_SNAP_QD]
-                elif code == SC_RUNNING_REQUESTS:
-                    v = ins[i, I_SNAP_BS]
-                else:
-                    v = ins[i, I_SNAP_QD] * 4 + ins[i, I_SNAP_BS]
-                tied[i] = v
-                lo = min(lo, v)
-                hi = max(hi, v)
-            for i in range(n):
-                sc[i] = 1.0 if hi == lo else np.float64(hi - tied[i]) / np.float64(hi - lo)
-        elif code == SC_KV_UTIL:
-            for i in range(n):
-                tot = ins[i, I_TOTAL_BLOCKS]
-                util = np.float64(ins[i, I_SNAP_KV_USED]) / np.float64(tot) if tot > 0 else 0.0
-                sc[i] = 1.0 - util
-        elif code == SC_LOAD_BALANCE:
-            for i in range(n):
-                load = ins[i, I_SNAP_QD] + ins[i, I_SNAP_BS] + ins[i, I_INFLIGHT]
-                sc[i] = 1.0 / (1.0 + np.float64(load))
-        elif code == SC_ACTIVE_REQUESTS:
-            m = np.int64(0)
-            for i in range(n):
-                m = max(m, ins[i, I_INFLIGHT])
-            for i in range(n):
-                f = ins[i, I_INFLIGHT]
-                sc[i] = 1.0 if (f == 0 or m == 0) else np.float64(m - f) / np.float64(m)
-        elif code == SC_LOAD_AWARE:
-            for i in range(n):
-                qd = ins[i, I_SNAP_QD]
-                if qd == 0:
-                    sc[i] = 0.5
-                else:
-                    c = min(qd, 128)
-                    sc[i] = 0.5 * (1.0 - np.float64(c) / np.float64(128))
-        elif code == SC_PREFIX_AFFINITY:
-            for i in range(n):
-                if nh == 0:
-                    sc[i] = 0.0
-                    continue
-                c = np.int64(0)
-                while c < nh and lru_contains_nb(pa, i, hashes[c]):
-                    c += 1
-                sc[i] = np.float64(c) / np.float64(nh)
-        elif code == SC_LORA_AFFINITY:
-            for i in range(n):
-                sc[i] = 1.0  # requests carry no adapter: every instance scores 1
-        else:
-            for i in range(n):
-                sc[i] = 0.0
+        scorer_scores_nb(codes[k], ins, kv, wr, pa, cfg, n, hashes, nh, tied, sc)
         w = weights[k]
         for i in range(n):
             v = sc[i]
@@ -1045,7 +1050,7 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, c
                 target = glob[G_DECISION]
                 glob[G_DECISION] = -1
             elif cfg[C_ROUTING] == ROUTE_WEIGHTED:
-                nh = _request_hashes(rq, gseed, r, cfg[C_BLOCK], hsc[0])
+                nh = request_hashes_nb(rq, gseed, r, cfg[C_BLOCK], hsc[0])
                 target = _route_weighted(rq, ins, kv, wr, pa, cfg, n_inst, r, hsc[0], nh, scratch[7],
                                          router_rng, hsc[1], hsc[2])
             else:

@@ -151,3 +151,107 @@ def test_python_admission_policy_rejections_are_counted():
                      admit_fn=lambda sim, r: r % 2 == 0).run()
     assert res.rejected == 2
     assert res.cols["state"].tolist() == [L.ST_COMPLETED, L.ST_REJECTED, L.ST_COMPLETED, L.ST_REJECTED]
+
+
+# ---- 6. routing policy, admission policy, scorers (stateless, stateful), trace record types
+from blis.policies import ADMISSION_POLICIES, register_admission_policy, register_routing_policy, register_scorer  # noqa: E402
+from blis.routing import ROUTING_POLICIES, SCORERS  # noqa: E402
+from blis.trace import TRACE_RECORDS, build_trace  # noqa: E402
+
+RUN4 = ["run", *MODEL, "--latency-model", "roofline", "--num-requests", "40", "--rate", "50", "--num-instances", "4"]
+
+
+def test_registered_routing_policy_is_selectable_by_name(tmp_path, capsys):
+    register_routing_policy("toy-emptiest-queue", lambda view, r: int(view.effective_load.argmin()))
+    try:
+        assert main(RUN4 + ["--routing-policy", "toy-emptiest-queue", "--results-parquet", str(tmp_path / "r.parquet")]) == 0
+        import polars as pl
+        inst = pl.read_parquet(tmp_path / "r.parquet")["instance"].to_list()
+        assert set(inst) == {0, 1, 2, 3} and len(inst) == 40
+        out = capsys.readouterr().out
+        assert '"completed_requests": 40' in out
+    finally:
+        ROUTING_POLICIES.unregister("toy-emptiest-queue")
+
+
+def test_registered_admission_policy_is_selectable_by_name(capsys):
+    register_admission_policy("toy-short-prompts-only", lambda view, r: view.input_len < 500)
+    try:
+        assert main(RUN4 + ["--admission-policy", "toy-short-prompts-only"]) == 0
+        out = capsys.readouterr().out
+        assert "Rejected Requests (Admission): " in out
+        assert "Rejected Requests (Admission): 0" not in out
+    finally:
+        ADMISSION_POLICIES.unregister("toy-short-prompts-only")
+
+
+def test_python_stateless_scorer_twin_gives_the_compiled_scorers_decisions():
+    def queue_depth_twin(view, r):
+        qd = view.queue_depth.astype(float)
+        lo, hi = qd.min(), qd.max()
+        return np.ones_like(qd) if hi == lo else (hi - qd) / (hi - lo)
+
+    register_scorer("toy-queue-depth", queue_depth_twin)
+    try:
+        from blis.policies import make_route_fn
+        t = _table(np.full(120, 64), np.full(120, 30), arrivals=np.arange(120) * 300)
+        base = dict(total_kv_blocks=500, num_instances=4, routing=L.ROUTE_WEIGHTED)
+        compiled = Simulation(t, EngineConfig(routing_scorers=[("queue-depth", 1.0), ("kv-utilization", 1.0)], **base),
+                              _linear(per_decode=30.0)).run()
+        scorers = [("toy-queue-depth", 1.0), ("kv-utilization", 1.0)]
+        cfg = EngineConfig(routing_scorers=scorers, **base)
+        py = Simulation(t, cfg, _linear(per_decode=30.0),
+                        route_fn=make_route_fn(L.ROUTE_WEIGHTED, scorers, cfg)).run()
+        assert py.cols["instance"].tolist() == compiled.cols["instance"].tolist()
+        assert py.cols["e2e_us"].tolist() == compiled.cols["e2e_us"].tolist()
+    finally:
+        SCORERS.unregister("toy-queue-depth")
+
+
+def test_python_stateful_scorer_observes_every_decision():
+    home = {}
+    calls = []
+
+    def sticky(view, r):
+        s = np.zeros(view.num_instances)
+        if view.tenant in home:
+            s[home[view.tenant]] = 1.0
+        return s
+
+    def observe(view, r, target):
+        calls.append(r)
+        home.setdefault(view.tenant, target)
+
+    register_scorer("toy-sticky-tenant", sticky, observe)
+    try:
+        from blis.policies import make_route_fn
+        t = _table(np.full(60, 32), np.full(60, 4), arrivals=np.arange(60) * 1000)
+        t.names["tenant"] = ["", "a", "b", "c"]
+        t.cols["tenant"][:] = 1 + np.arange(60) % 3
+        scorers = [("toy-sticky-tenant", 3.0), ("queue-depth", 1.0)]
+        cfg = EngineConfig(total_kv_blocks=200, num_instances=4, routing=L.ROUTE_WEIGHTED, routing_scorers=scorers)
+        res = Simulation(t, cfg, _linear(), route_fn=make_route_fn(L.ROUTE_WEIGHTED, scorers, cfg)).run()
+        assert calls == list(range(60))
+        for code in (1, 2, 3):
+            assert len(set(res.cols["instance"][t["tenant"] == code].tolist())) == 1
+    finally:
+        SCORERS.unregister("toy-sticky-tenant")
+
+
+def test_registered_trace_record_type_is_written_with_the_decision_trace():
+    import pyarrow as pa
+
+    def per_instance_counts(sim, k):
+        inst = sim.rq[L.R_INST]
+        return pa.table({"instance": np.arange(sim.cfg.num_instances),
+                         "requests": np.bincount(inst[inst >= 0], minlength=sim.cfg.num_instances)})
+
+    TRACE_RECORDS.register("toy-instance-counts", per_instance_counts)
+    try:
+        t = _table(np.full(10, 32), np.full(10, 4), arrivals=np.arange(10) * 100)
+        sim = Simulation(t, EngineConfig(total_kv_blocks=100, num_instances=2, trace_decisions=True), _linear())
+        sim.run()
+        tables = build_trace(sim).tables
+        assert tables["toy-instance-counts"]["requests"].to_pylist() == [5, 5]
+    finally:
+        TRACE_RECORDS.unregister("toy-instance-counts")
