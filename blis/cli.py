@@ -132,6 +132,22 @@ def _sim_flags(p):
     _add(g, "--policy-config", str, "", "policy bundle YAML")
     _add(g, "--snapshot-refresh-interval", _int, 50000, "routing snapshot refresh interval (us)")
     _add(g, "--cache-signal-delay", _int, 50000, "prefix-cache signal delay (us)")
+    g = p.add_argument_group("flow control (gateway queue)")
+    _add(g, "--flow-control", bool, False, "enable the gateway queue in front of the router")
+    _add(g, "--saturation-detector", str, "never", "never, utilization, concurrency")
+    _add(g, "--dispatch-order", str, "fifo", "fifo, priority, slo-deadline")
+    _add(g, "--slo-targets", str, "", "per-class TTFT targets in us for slo-deadline (class=us,...)")
+    _add(g, "--max-gateway-queue-depth", _int, 0, "max queued requests (0 = unbounded)")
+    _add(g, "--queue-depth-threshold", _float, 5.0, "utilization detector: queue depth at saturation")
+    _add(g, "--kv-cache-util-threshold", _float, 0.8, "utilization detector: KV utilisation at saturation")
+    _add(g, "--max-concurrency", _int, 100, "concurrency detector: in-flight requests per instance at saturation")
+    _add(g, "--per-band-capacity", _int, 0, "max queued requests per priority band (0 = unbounded)")
+    _add(g, "--usage-limit-threshold", _float, 1.0, "lowest band's saturation ceiling, in (0, 1]")
+    _add(g, "--fairness-policy", str, "global-strict", "global-strict or round-robin (per tenant)")
+    _add(g, "--request-ttl", _int, 0, "drop requests queued longer than this (us, 0 = never)")
+    _add(g, "--queue-shedding", bool, False, "displace sheddable requests when the queue is full")
+    _add(g, "--dispatch-tick-interval", _int, 1000, "dispatch tick interval (us)")
+    _add(g, "--in-flight-eviction", bool, False, "evict sheddable in-flight requests under saturation")
     g = p.add_argument_group("KV tiers")
     _add(g, "--kv-cpu-blocks", _int, 0, "CPU-tier KV blocks (0 = single tier)")
     _add(g, "--kv-offload-threshold", _float, 0.9, "deprecated, ignored")
@@ -550,7 +566,8 @@ def simulate(ns, table, horizon, mode):
     cfg = engine_config(ns, blocks, mml, horizon)
     route_fn = make_route_fn(ROUTING_POLICIES.get(ns.routing_policy), ns._scorers or DEFAULT_SCORERS, cfg)
     admit_fn = make_admit_fn(ADMISSION_POLICIES.get(ns.admission_policy))
-    sim = Simulation(table, cfg, lat, route_fn=route_fn, admit_fn=admit_fn)
+    gateway = build_gateway(ns, cfg)
+    sim = Simulation(table, cfg, lat, route_fn=route_fn, admit_fn=admit_fn, gateway=gateway)
     update, bar = _progress_fn(ns, len(table))
     t0 = time.perf_counter()
     res = sim.run(progress=update)
@@ -578,6 +595,47 @@ def simulate(ns, table, horizon, mode):
     if ns.trace_output:
         _trace_export(ns, table, res, mode)
     return res
+
+
+def parse_slo_targets(text):
+    out = {}
+    if not text:
+        return out
+    for part in text.split(","):
+        kv = part.strip().split("=", 1)
+        try:
+            if len(kv) != 2:
+                raise ValueError
+            out[kv[0].strip()] = int(kv[1])
+        except ValueError:
+            raise ConfigError(f"--slo-targets: each entry must be class=microseconds, got {part.strip()!r}")
+        if out[kv[0].strip()] <= 0:
+            raise ConfigError(f"--slo-targets: target of {kv[0].strip()!r} must be > 0, got {kv[1].strip()}")
+    return out
+
+
+def build_gateway(ns, cfg):
+    """The flow-control gateway queue when --flow-control is set (None otherwise)."""
+    if not ns.flow_control:
+        for flag in ("request_ttl", "queue_shedding", "in_flight_eviction"):
+            if getattr(ns, flag):
+                log.warning("--%s has no effect without --flow-control", flag.replace("_", "-"))
+        return None
+    from blis.flow_control import FlowConfig, GatewayQueue
+
+    if ns.saturation_detector == "never":
+        log.warning("--flow-control with --saturation-detector never dispatches without gating")
+    targets = dict(getattr(ns, "_bundle", None).slo_targets if getattr(ns, "_bundle", None) else {})
+    targets.update(parse_slo_targets(ns.slo_targets))
+    fc = FlowConfig(detector=ns.saturation_detector, dispatch_order=ns.dispatch_order, slo_targets_us=targets,
+                    max_depth=ns.max_gateway_queue_depth, queue_depth_threshold=ns.queue_depth_threshold,
+                    kv_cache_util_threshold=ns.kv_cache_util_threshold, max_concurrency=ns.max_concurrency,
+                    per_band_capacity=ns.per_band_capacity, usage_limit=ns.usage_limit_threshold,
+                    fairness=ns.fairness_policy, request_ttl_us=ns.request_ttl, queue_shedding=ns.queue_shedding,
+                    tick_interval_us=ns.dispatch_tick_interval, in_flight_eviction=ns.in_flight_eviction)
+    from blis.engine import SLO_BASE_PRIORITIES
+    pri = {**SLO_BASE_PRIORITIES, **(cfg.slo_priority_overrides or {})}
+    return GatewayQueue(fc, max([3] + list(pri.values())))
 
 
 def cmd_run(ns):

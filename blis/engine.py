@@ -95,11 +95,15 @@ class Simulation:
     """One simulation run over a workload (see module doc)."""
 
     def __init__(self, table: RequestTable, cfg: EngineConfig, latency,
-                 route_fn: Optional[Callable] = None, admit_fn: Optional[Callable] = None):
+                 route_fn: Optional[Callable] = None, admit_fn: Optional[Callable] = None,
+                 gateway=None):
         self.table = table
         self.cfg = cfg
         self.latency = latency
         self.route_fn = route_fn
+        self.gateway = gateway
+        if gateway is not None:
+            admit_fn = self._gateway_admit
         self.admit_fn = admit_fn
         self._build()
 
@@ -326,11 +330,34 @@ class Simulation:
                 self.glob[Lo.G_DECISION] = int(self.route_fn(self, int(self.glob[Lo.G_PENDING_REQ])))
             elif status == Lo.NEED_ADMIT:
                 ok = self.admit_fn(self, int(self.glob[Lo.G_PENDING_REQ]))
-                self.glob[Lo.G_DECISION] = 1 if ok else 0
+                self.glob[Lo.G_DECISION] = 2 if ok == 2 else (1 if ok else 0)
+            elif status == Lo.NEED_EVENT:
+                self.gateway.on_event(self, int(self.glob[Lo.G_PENDING_KIND]), int(self.glob[Lo.G_PENDING_REQ]))
+                self.glob[Lo.G_DECISION] = 1
             else:  # pragma: no cover - defensive
                 raise RuntimeError(f"engine returned unknown status {status}")
+        if self.gateway is not None:
+            self.gateway.finalize(self)
         from blis.results import SimResults
         return SimResults.from_simulation(self)
+
+    # ------------------------------------------------------------ Python-side hooks
+    def push_cluster_event(self, t: int, prio: int, r: int) -> None:
+        """Schedule a cluster event (routing, gateway tick/TTL) from Python between kernel calls."""
+        from blis.kernels.engine import cluster_push_nb
+        if self.glob[Lo.G_CHLEN] + 2 > self.cev[0].shape[1]:
+            self._grow(Lo.GROW_CHEAP)
+        cluster_push_nb(self.cev, self.glob, np.int64(t), np.int64(prio), np.int64(r))
+
+    def _gateway_admit(self, sim, r):
+        """Tenant budgets wrap the gateway (as in BLIS), then the gateway holds the request."""
+        if self.cfg.tenant_budgets:
+            t = int(self.rq[Lo.R_TENANT, r])
+            budget = self.wr[5][t]
+            pri = int(self.cfg_arr[Lo.C_MAX_PRI] - self.rq[Lo.R_PRIO, r])
+            if t > 0 and budget >= 0 and pri < 0 and self.wr[4][t] > budget * self.cfg_arr[Lo.C_TENANT_CAP]:
+                return False
+        return self.gateway.admit(self, r)
 
     # ------------------------------------------------------------ helpers
     def finished_count(self) -> int:

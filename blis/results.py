@@ -21,7 +21,9 @@ from blis.registry import Registry
 STATE_NAMES = {Lo.ST_PENDING: "pending", Lo.ST_QUEUED: "queued", Lo.ST_RUNNING: "running",
                Lo.ST_COMPLETED: "completed", Lo.ST_TIMED_OUT: "timed_out",
                Lo.ST_DROPPED: "dropped_unservable", Lo.ST_REJECTED: "rejected",
-               Lo.ST_ROUTE_REJECTED: "routing_rejected"}
+               Lo.ST_ROUTE_REJECTED: "routing_rejected", Lo.ST_GW_REJECTED: "gateway_rejected",
+               Lo.ST_GW_SHED: "gateway_shed", Lo.ST_GW_EXPIRED: "gateway_expired",
+               Lo.ST_GW_QUEUED: "gateway_queued"}
 
 #: per-request output columns: (name, dtype, unit, doc)
 RESULT_FIELDS = [
@@ -186,10 +188,16 @@ class SimResults:
         cols["session"] = t["session"].copy()
         cols["round_index"] = t["round_index"].copy()
         cols["prefix_len"] = t["prefix_len"].copy()
+        gw = sim.gateway
+        extra = {}
+        if gw is not None:
+            extra["gateway"] = gw.counters()
+            extra["gateway_shed_by_tier"] = dict(gw.shed_by_tier)
+            cols["gateway_queue_delay_us"] = gw.queue_delay_us(len(t))
         return cls(cols=cols, instances=insts, itl_hists=hists, names=t.names, request_table=t,
                    rejected=int(sim.glob[Lo.G_REJECTED]),
                    routing_rejected=int(sim.glob[Lo.G_ROUTE_REJECTED]),
-                   scheduler=c.scheduler)
+                   scheduler=c.scheduler, extra=extra)
 
     # ------------------------------------------------------------ selections
     def _mask(self, instance=None):
@@ -304,6 +312,7 @@ class SimResults:
         md = c["model"].tolist()
         ss = c["session"].tolist()
         ri = c["round_index"].tolist()
+        gwd = c["gateway_queue_delay_us"].tolist() if "gateway_queue_delay_us" in c else None
         for k in idx.tolist():
             row = {
                 "arrived_at": float(arr[k]) / 1e6,
@@ -324,6 +333,8 @@ class SimResults:
                 row["model"] = mod[md[k]]
             if capped[k]:
                 row["length_capped"] = True
+            if gwd is not None and gwd[k] > 0:
+                row["gateway_queue_delay_ms"] = gwd[k] / 1000
             if ses[ss[k]]:
                 row["session_id"] = ses[ss[k]]
             row["round_index"] = ri[k]
@@ -456,7 +467,9 @@ class SimResults:
         capped = sum(x.length_capped for x in self.instances)
         inv = self.priority_inversions()
         hol = self.hol_blocking_events()
-        if inv or hol or self.rejected or self.routing_rejected or dropped or timed_out or capped:
+        gw = self.extra.get("gateway", {})
+        if (inv or hol or self.rejected or self.routing_rejected or dropped or timed_out or capped
+                or any(gw.values())):
             lines = ["=== Anomaly Counters ===",
                      f"Priority Inversions: {inv}",
                      f"HOL Blocking Events: {hol}",
@@ -467,6 +480,13 @@ class SimResults:
                       f"Dropped Unservable: {dropped}",
                       f"Timed Out Requests: {timed_out}",
                       f"Length-Capped Requests: {capped}"]
+            for key, label in (("gateway_queue_depth", "Gateway Queue Depth (horizon)"),
+                               ("gateway_queue_shed", "Gateway Queue Shed"),
+                               ("gateway_queue_rejected", "Gateway Queue Rejected"),
+                               ("gateway_evicted", "Gateway Evicted (in-flight)"),
+                               ("gateway_expired", "Gateway Expired (TTL)")):
+                if gw.get(key, 0) > 0:
+                    lines.append(f"{label}: {gw[key]}")
             parts.append("\n".join(lines) + "\n")
         completed = sum(x.completed for x in self.instances)
         pre = sum(x.preemptions for x in self.instances)
@@ -489,6 +509,8 @@ class SimResults:
         for code in c["slo_class"][m].tolist():
             tier = slo[code] or "standard"
             out[tier] = out.get(tier, 0) + 1
+        for tier, n in self.extra.get("gateway_shed_by_tier", {}).items():
+            out[tier] = out.get(tier, 0) + n
         return out
 
     def _per_slo_text(self) -> str:
@@ -544,7 +566,7 @@ class SimResults:
         import pyarrow as pa
         c = self.cols
         cols = {name: c[name] for name, *_ in RESULT_FIELDS}
-        cols["state"] = np.array([STATE_NAMES[int(s)] for s in range(8)], dtype=object)[c["state"]]
+        cols["state"] = np.array([STATE_NAMES[int(s)] for s in range(len(STATE_NAMES))], dtype=object)[c["state"]]
         for cat in ("slo_class", "tenant", "model", "session"):
             names = np.array(self.names.get(cat, [""]), dtype=object)
             cols[cat] = names[c[cat]]

@@ -952,6 +952,12 @@ def _cpush(cev, glob, t, prio, r):
 
 
 @njit
+def cluster_push_nb(cev, glob, t, prio, r):
+    """Push a cluster event from Python (between kernel calls; capacity checked by the caller)."""
+    _cpush(cev, glob, t, prio, r)
+
+
+@njit
 def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, cfg, cfgf, lat, scratch,
            router_rng, wr, pa, hsc):
     """Advance the simulation; returns DONE, GROW or NEED_* (see module doc)."""
@@ -1022,21 +1028,36 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, c
                         glob[G_PENDING_REQ] = r
                         glob[G_CLOCK] = tc
                         return NEED_ADMIT
+                    held = glob[G_DECISION] == 2   # admitted into the Python gateway queue
                     admitted = glob[G_DECISION] > 0
                     glob[G_DECISION] = -1
                     reason = np.int64(AR_ADMITTED) if admitted else np.int64(AR_PYTHON)
                     aval = 0.0
                 else:
                     admitted, reason, aval = _admit_builtin(rq, ins, glob, cfg, cfgf, wr, r, tc, n_inst)
+                    held = False
                 heap_pop_nb(ct, ck, cr, g2, np.int64(0), np.int64(G_CHLEN))
                 glob[G_CLOCK] = tc
                 if cfg[C_TRACE] != 0:
                     _trace_admission(wr, glob, r, tc, admitted, reason, aval)
-                if admitted:
+                if held:
+                    pass  # the gateway queue decides when to dispatch (pushes the routing event)
+                elif admitted:
                     _cpush(cev, glob, tc + cfg[C_ROUTE_LAT], np.int64(CP_ROUTING), r)
                 else:
                     rq[R_STATE, r] = ST_REJECTED
                     glob[G_REJECTED] += 1
+                continue
+            if prio != CP_ROUTING:
+                # a Python-level cluster event (gateway ticks, TTLs, evictions): hand it over
+                if glob[G_DECISION] < 0:
+                    glob[G_PENDING_REQ] = r
+                    glob[G_PENDING_KIND] = prio
+                    glob[G_CLOCK] = tc
+                    return NEED_EVENT
+                glob[G_DECISION] = -1
+                heap_pop_nb(ct, ck, cr, g2, np.int64(0), np.int64(G_CHLEN))
+                glob[G_CLOCK] = tc
                 continue
             # routing
             _cache_refresh(kv, ins, wr, n_inst, tc, cfg, glob)

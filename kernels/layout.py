@@ -55,6 +55,10 @@ ST_TIMED_OUT = 4
 ST_DROPPED = 5       # dropped unservable at enqueue
 ST_REJECTED = 6      # rejected by admission
 ST_ROUTE_REJECTED = 7
+ST_GW_REJECTED = 8    # flow control: rejected by the gateway queue
+ST_GW_SHED = 9        # flow control: displaced from the gateway queue
+ST_GW_EXPIRED = 10    # flow control: TTL expired in the gateway queue
+ST_GW_QUEUED = 11     # flow control: still in the gateway queue at the horizon
 
 # ---- per-instance scalars: ins[i, I_*]
 I_CLOCK = 0
@@ -188,7 +192,8 @@ G_CACHE_LAST = 15    # last refresh of the delayed cache snapshots
 G_FIN_N = 16         # requests that reached a terminal state during the current event
 G_TR_ADM_N = 17      # admission trace records
 G_TR_RT_N = 18       # routing trace records
-NG = 19
+G_PENDING_KIND = 19  # priority of the cluster event handed to Python
+NG = 20
 
 # admission reasons (trace records)
 AR_ADMITTED = 0
@@ -208,6 +213,9 @@ EP_TIMEOUT = 6
 CP_ARRIVAL = 0
 CP_ADMISSION = 1
 CP_ROUTING = 2
+CP_GW_EVICT = 5
+CP_GW_TTL = 6
+CP_GW_TICK = 7
 
 # kernel return codes
 DONE = 0
@@ -215,6 +223,7 @@ GROW = 1
 NEED_ROUTE = 2
 NEED_ADMIT = 3
 PAUSE = 4
+NEED_EVENT = 5
 
 GROW_HEAP = 1
 GROW_WQ = 2

@@ -494,10 +494,12 @@ class _Parser:
         out += [(k, kn, vn) for k, (kn, vn) in explicit.items()]
         return out
 
-    def struct(self, node, S: _Struct, path: str):
+    def struct(self, node, S: _Struct, path: str, top: bool = False):
         import yaml
 
         obj = S.cls()
+        if top:
+            obj.version = ""  # Go's zero value: an absent version means v1
         if node is None or _is_null(node):
             return obj
         if not isinstance(node, yaml.MappingNode):
@@ -636,8 +638,10 @@ def parse_workload_spec(text: str, where: str = "workload spec", *, validate: bo
     try:
         root = yaml.compose(text, Loader=yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{where}: document must be valid YAML, got a parse error: "
-                          f"{' '.join(str(e).split())}") from None
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or " ".join(str(e).split())
+        raise ConfigError(f"{where}: document must be valid YAML, got a syntax error{at}: {problem}") from None
     if root is None:
         raise ConfigError(f"{where}: document must be a YAML mapping, got an empty document; "
                           f"valid: {', '.join(k for k, _ in S_SPEC.fields)}")
@@ -645,7 +649,7 @@ def parse_workload_spec(text: str, where: str = "workload spec", *, validate: bo
         raise ConfigError(f"{where}: document (line {root.start_mark.line + 1}) must be a YAML mapping, "
                           f"got {_node_text(root)}; valid: {', '.join(k for k, _ in S_SPEC.fields)}")
     parser = _Parser(where)
-    spec = parser.struct(root, S_SPEC, "")
+    spec = parser.struct(root, S_SPEC, "", top=True)
     _upgrade_v1(spec)
     spec._yaml_lines = parser.lines  # not a field: equality ignores it
     spec._yaml_where = where
@@ -704,11 +708,19 @@ class _Validator:
         for name, v in d.params.items():
             if not math.isfinite(v):
                 self.fail(f"{path}.params.{name}", "a finite number", v)
+        required = LENGTH_TYPES[t][1]
+        for name in required:
+            if name not in d.params:
+                self.fail(f"{path}.params.{name}", f"set for a {t} distribution", "none", raw=True,
+                          valid=f"params {', '.join(required)}")
         try:
             make_length_sampler(t, d.params, where=path)
-        except ConfigError as e:
+        except ConfigError as e:  # min > max, or unusable empirical bins
             ln = self.line(path)
-            raise ConfigError(f"{self.where}: {e}" + (f" (line {ln})" if ln else "")) from None
+            text = str(e)
+            if text.startswith(path + ":"):
+                text = text[len(path) + 1:].strip()
+            raise ConfigError(f"{self.where}: {path}{f' (line {ln})' if ln else ''}: {text}") from None
 
     def arrival(self, path: str, a, check_process: bool):
         if check_process:
@@ -910,12 +922,12 @@ def _where(spec, where: Optional[str]) -> str:
     return where or getattr(spec, "_yaml_where", None) or "workload spec"
 
 
-def _with_inference_perf(spec: WorkloadSpec, where: str) -> WorkloadSpec:
+def _with_inference_perf(spec: WorkloadSpec, where: str, warn: bool = False) -> WorkloadSpec:
     """A copy of ``spec`` with ``inference_perf`` expanded into clients (BLIS keeps the marker set)."""
     if spec.inference_perf is None or spec.clients:
         return spec
     clients, category, aggregate = expand_inference_perf(spec.inference_perf, _where(spec, where))
-    if spec.aggregate_rate > 0 and spec.aggregate_rate != aggregate:
+    if warn and spec.aggregate_rate > 0 and spec.aggregate_rate != aggregate:
         log.warning("overriding aggregate_rate %.2f with sum of stage rates %.2f", spec.aggregate_rate, aggregate)
     out = replace(spec, clients=clients, category=spec.category or category, aggregate_rate=aggregate)
     out._yaml_lines = getattr(spec, "_yaml_lines", {})
@@ -1014,12 +1026,12 @@ def expand_inference_perf(ip: InferencePerfSpec, where: str = "workload spec"
         st = ip.stages[0]
         aggregate = float(st.rate)
         frac = 1.0 / n
-        counts = _distribute(stage_total(0, st), n)
-        if not multi_turn:
-            if n > 1_000_000:
-                raise ConfigError(f"{where}: inference_perf.shared_prefix client count must be <= 1000000, "
-                                  f"got {n}")
-            duration_us = st.duration * 1_000_000
+        total = stage_total(0, st)
+        if not multi_turn and n > 1_000_000:
+            raise ConfigError(f"{where}: inference_perf.shared_prefix client count (N x M) must be <= 1000000, "
+                              f"got {n}")
+        counts = _distribute(total, n)
+        duration_us = st.duration * 1_000_000
         k = 0
         for p in range(sp.num_unique_system_prompts):
             group = f"prompt-{p}"
@@ -1148,7 +1160,7 @@ def expand_workload_spec(spec: WorkloadSpec, where: Optional[str] = None, *, val
     """
     where = _where(spec, where)
     _check_sources(spec, where)
-    work = _with_inference_perf(spec, where)
+    work = _with_inference_perf(spec, where, warn=True)
     if work.servegen_data is not None and not work.clients and not work.cohorts:
         raise ConfigError(f"{where}: servegen_data must be converted first (this version does not load ServeGen "
                           f"data files), got path {work.servegen_data.path!r}; valid: clients, cohorts, "
@@ -1327,7 +1339,7 @@ def _plain(obj, S: _Struct, path: str) -> Dict[str, Any]:
         if v is None:
             continue
         if tag in ("str", "int", "float", "bool"):
-            if v != getattr(default, key):
+            if v != getattr(default, key) or (S is S_SPEC and key == "version"):
                 out[key] = {"str": str, "int": int, "float": float, "bool": bool}[tag](v)
         elif tag == "opt":
             out[key] = {"int": int, "float": float, "bool": bool}[kind[1]](v)
