@@ -174,12 +174,13 @@ class Simulation:
                    np.zeros(len(tenants), np.int64), budgets,
                    np.zeros((tcap, 4), np.int64), np.zeros(tcap, np.float64),
                    np.zeros((tcap, 3), np.int64), np.zeros(tcap, np.float64),
-                   np.zeros((tcap, ni, 4), np.int64), np.zeros((tcap, ni, 2), np.float64))
+                   np.zeros((tcap, ni, 4), np.int64), np.zeros((tcap, ni, 2), np.float64),
+                   np.zeros(ni + 3, np.int64))
         use_pa = weighted and Lo.SC_PREFIX_AFFINITY in codes
         self.pa = make_lru_arrays(ni, PREFIX_AFFINITY_CAPACITY if use_pa else 1)
         for i in range(ni):
             lru_init_nb(self.pa, i)
-            ins[i, Lo.I_CLOG_ON] = 1 if (weighted and Lo.SC_PRECISE_PREFIX in codes
+            ins[i, Lo.I_CLOG_ON] = 1 if (weighted and (Lo.SC_PRECISE_PREFIX in codes or Lo.SC_NO_HIT_LRU in codes)
                                         and c.cache_signal_delay_us > 0) else 0
         self.hsc = (np.zeros(max_blocks + 1, np.uint64), np.zeros(ni, np.float64), np.zeros(ni, np.float64))
 

@@ -129,7 +129,7 @@ def make_route_fn(policy, scorers, sim_cfg):
                     raise ValueError(f"scorer must return {n} finite scores, got {s!r}")
             else:
                 scorer_scores_nb(np.int64(impl), sim.ins, sim.kv, sim.wr, sim.pa, sim.cfg_arr, np.int64(n),
-                                 hashes, np.int64(nh), tied, sc)
+                                 hashes, np.int64(nh), tied, sc, np.int64(r))
                 s = sc
             total += np.clip(s, 0.0, 1.0) * w
         best = total.max()
@@ -141,6 +141,9 @@ def make_route_fn(policy, scorers, sim_cfg):
             elif impl == L.SC_PREFIX_AFFINITY:
                 for c in range(nh):
                     lru_record_nb(sim.pa, np.int64(target), hashes[c], np.int64(sim.cfg_arr[L.C_PA_CAP]))
+            elif impl == L.SC_NO_HIT_LRU:
+                from blis.kernels.engine import no_hit_lru_observe_nb
+                no_hit_lru_observe_nb(sim.wr[12], np.int64(n), np.int64(r), np.int64(target))
         return target
 
     return route

@@ -24,7 +24,8 @@ for _name, _code in (("precise-prefix-cache", L.SC_PRECISE_PREFIX), ("queue-dept
                      ("kv-utilization", L.SC_KV_UTIL), ("load-balance", L.SC_LOAD_BALANCE),
                      ("active-requests", L.SC_ACTIVE_REQUESTS), ("running-requests", L.SC_RUNNING_REQUESTS),
                      ("load-aware", L.SC_LOAD_AWARE), ("vllm-dp", L.SC_VLLM_DP),
-                     ("prefix-affinity", L.SC_PREFIX_AFFINITY)):
+                     ("prefix-affinity", L.SC_PREFIX_AFFINITY), ("lora-affinity", L.SC_LORA_AFFINITY),
+                     ("no-hit-lru", L.SC_NO_HIT_LRU)):
     SCORERS.register(_name, _code)
 
 #: BLIS's default weighted profile

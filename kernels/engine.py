@@ -746,7 +746,7 @@ def request_hashes_nb(rq, gseed, r, B, out):
 
 
 @njit
-def scorer_scores_nb(code, ins, kv, wr, pa, cfg, n, hashes, nh, tied, sc):
+def scorer_scores_nb(code, ins, kv, wr, pa, cfg, n, hashes, nh, tied, sc, r):
     """Per-instance score of one built-in scorer (code SC_*) into ``sc[:n]`` (unclamped)."""
     if code == SC_PRECISE_PREFIX:
         keys = wr[2] if cfg[C_CACHE_DELAY] > 0 else kv[5]
@@ -810,6 +810,41 @@ def scorer_scores_nb(code, ins, kv, wr, pa, cfg, n, hashes, nh, tied, sc):
             while c < nh and lru_contains_nb(pa, i, hashes[c]):
                 c += 1
             sc[i] = np.float64(c) / np.float64(nh)
+    elif code == SC_NO_HIT_LRU:
+        # state (wr[12]): [0:n] instance list, most recent first; [n] length; [n+1] warm flag;
+        # [n+2] last scored request
+        st = wr[12]
+        keys = wr[2] if cfg[C_CACHE_DELAY] > 0 else kv[5]
+        vals = wr[3] if cfg[C_CACHE_DELAY] > 0 else kv[6]
+        st[n + 2] = r
+        warm = False
+        for i in range(n):
+            if nh > 0 and ht_get_nb(keys, vals, i, hashes[0]) >= 0:
+                warm = True
+                break
+        if warm:
+            st[n + 1] = 1
+            for i in range(n):
+                sc[i] = 0.5
+        else:
+            st[n + 1] = 0
+            if n == 1:
+                sc[0] = 1.0
+            else:
+                rank = np.int64(0)
+                used = st[n]
+                for i in range(n):          # never-used instances first, in snapshot order
+                    seen = False
+                    for j in range(used):
+                        if st[j] == i:
+                            seen = True
+                            break
+                    if not seen:
+                        sc[i] = 1.0 - np.float64(rank) / np.float64(n - 1)
+                        rank += 1
+                for j in range(used - 1, -1, -1):   # then least- to most-recently used
+                    sc[st[j]] = 1.0 - np.float64(rank) / np.float64(n - 1)
+                    rank += 1
     elif code == SC_LORA_AFFINITY:
         for i in range(n):
             sc[i] = 1.0  # requests carry no adapter: every instance scores 1
@@ -827,7 +862,7 @@ def _route_weighted(rq, ins, kv, wr, pa, cfg, n, r, hashes, nh, tied, router_rng
     for i in range(n):
         total[i] = 0.0
     for k in range(codes.shape[0]):
-        scorer_scores_nb(codes[k], ins, kv, wr, pa, cfg, n, hashes, nh, tied, sc)
+        scorer_scores_nb(codes[k], ins, kv, wr, pa, cfg, n, hashes, nh, tied, sc, r)
         w = weights[k]
         for i in range(n):
             v = sc[i]
@@ -848,12 +883,33 @@ def _route_weighted(rq, ins, kv, wr, pa, cfg, n, r, hashes, nh, tied, router_rng
     target = tied[0]
     if nt > 1:
         target = tied[intn_nb(router_rng, nt)]
-    # observers: the prefix-affinity index records the request's blocks on the target
+    # observers: the prefix-affinity index records the request's blocks on the target;
+    # no-hit-lru moves the target to the front after a cold request
     for k in range(codes.shape[0]):
         if codes[k] == SC_PREFIX_AFFINITY:
             for c in range(nh):
                 lru_record_nb(pa, target, hashes[c], cfg[C_PA_CAP])
+        elif codes[k] == SC_NO_HIT_LRU:
+            no_hit_lru_observe_nb(wr[12], n, r, target)
     return target
+
+
+@njit
+def no_hit_lru_observe_nb(st, n, r, target):
+    """Move ``target`` to the front of the no-hit-lru list after a cold request."""
+    if st[n + 1] != 0 or st[n + 2] != r:
+        return
+    used = st[n]
+    pos = used
+    for j in range(used):
+        if st[j] == target:
+            pos = j
+            break
+    if pos == used:
+        st[n] = used + 1
+    for j in range(pos, 0, -1):
+        st[j] = st[j - 1]
+    st[0] = target
 
 
 @njit

@@ -259,3 +259,20 @@ def test_jain_fairness_example_and_per_tenant_block():
     _, res = run(t)
     text = res._per_tenant_text()
     assert "t0: requests=1, tokens=300" in text and "Jain Fairness Index: 0.8000" in text
+
+
+def test_no_hit_lru_spreads_cold_requests_over_least_recently_used_instances():
+    t = workload(8, gap_us=10_000)           # all cold (unique content, no shared prefix)
+    _, res = run(t, num_instances=4, routing=L.ROUTE_WEIGHTED,
+                 routing_scorers=[("no-hit-lru", 1.0)], cache_signal_delay_us=0)
+    inst = res.cols["instance"].tolist()
+    # first four go to never-used instances in order, then round the least recently used
+    assert inst[:4] == [0, 1, 2, 3] and inst[4:] == [0, 1, 2, 3]
+
+
+def test_no_hit_lru_scores_warm_requests_evenly():
+    t = workload(40, gap_us=20_000, groups=1, plen=256)
+    sim, res = run(t, num_instances=3, routing=L.ROUTE_WEIGHTED, routing_scorers=[("no-hit-lru", 1.0)],
+                   cache_signal_delay_us=0, trace_decisions=True)
+    score = build_trace(sim).tables["candidates"]["score"].to_numpy().reshape(-1, 3)
+    assert (score[5:] == 0.5).all()     # the shared prefix is cached somewhere: warm

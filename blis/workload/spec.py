@@ -930,9 +930,14 @@ def _with_inference_perf(spec: WorkloadSpec, where: str, warn: bool = False) -> 
     if warn and spec.aggregate_rate > 0 and spec.aggregate_rate != aggregate:
         log.warning("overriding aggregate_rate %.2f with sum of stage rates %.2f", spec.aggregate_rate, aggregate)
     out = replace(spec, clients=clients, category=spec.category or category, aggregate_rate=aggregate)
-    out._yaml_lines = getattr(spec, "_yaml_lines", {})
-    out._yaml_where = _where(spec, where)
-    return out
+    return _carry(spec, out, where)
+
+
+def _carry(src, dst, where: Optional[str] = None):
+    """Copy the parser's line map and file name from ``src`` to ``dst`` (a modified copy)."""
+    dst._yaml_lines = getattr(src, "_yaml_lines", {})
+    dst._yaml_where = _where(src, where)
+    return dst
 
 
 def validate_workload_spec(spec: WorkloadSpec, where: Optional[str] = None) -> None:
@@ -1169,7 +1174,7 @@ def expand_workload_spec(spec: WorkloadSpec, where: Optional[str] = None, *, val
     for c in clients:  # BLIS upgrades again after expansion (a no-op for v2 specs)
         if work.version in ("", "1") and c.slo_class in V1_SLO_CLASSES:
             c.slo_class = V1_SLO_CLASSES[c.slo_class]
-    work = replace(work, version="2" if work.version in ("", "1") else work.version, clients=clients)
+    work = _carry(work, replace(work, version="2" if work.version in ("", "1") else work.version, clients=clients))
     if validate:
         _Validator(work, where).run(work)
     members = expand_cohorts(work.cohorts)
