@@ -498,6 +498,7 @@ class SimResults:
                          f"Preemption Rate: {prate:.4f}\nCache Hit Rate: {chr_:.4f}\n"
                          f"KV Thrashing Rate: {thr:.4f}\n")
         parts.append(self._per_slo_text())
+        parts.append(self._per_model_text())
         parts.append(self._per_tenant_text())
         return "".join(parts)
 
@@ -536,6 +537,34 @@ class SimResults:
                 mean = total / len(v)
                 p99 = stats.percentile_ms(v, 99) * 1000
                 lines.append(f"    {label}mean={mean:.2f} p99={p99:.2f} (n={len(v)})")
+        return "\n".join(lines) + "\n"
+
+    def _per_model_text(self) -> str:
+        """Per-model TTFT/E2E percentiles (raw us) and throughput, for requests carrying a model."""
+        c = self.cols
+        models = self.names.get("model", [""])
+        reg = (c["instance"] >= 0) & (c["state"] != Lo.ST_DROPPED)
+        has_ttft = reg & (c["ttft_us"] >= 0)
+        done = reg & (c["state"] == Lo.ST_COMPLETED) & (c["e2e_us"] > 0)
+        codes = sorted({int(m) for m in c["model"][has_ttft | done].tolist() if models[int(m)]},
+                       key=lambda m: models[m])
+        if not codes:
+            return ""
+        sim_end = max((x.sim_ended_us for x in self.instances), default=0)
+        lines = ["=== Per-Model Metrics ==="]
+        for m in codes:
+            tt = np.sort(c["ttft_us"][has_ttft & (c["model"] == m)].astype(np.float64))
+            ee = np.sort(c["e2e_us"][done & (c["model"] == m)].astype(np.float64))
+            n = len(ee)
+            dur = sim_end / 1e6
+            rps = n / dur if sim_end > 0 and n > 0 else 0.0
+            tok = int(c["output_tokens"][done & (c["model"] == m)].sum())
+            tps = tok / dur if sim_end > 0 and n > 0 and tok > 0 else 0.0
+            p = lambda v, q: stats.percentile_ms(v, q) * 1000 if len(v) else 0.0  # noqa: E731
+            lines.append(f"  {models[m]}:")
+            lines.append(f"    TTFT: p50={p(tt, 50):.2f} p99={p(tt, 99):.2f} (n={len(tt)})")
+            lines.append(f"    E2E:  p50={p(ee, 50):.2f} p99={p(ee, 99):.2f} (n={n})")
+            lines.append(f"    Throughput: {rps:.2f} req/s, {tps:.2f} tok/s")
         return "\n".join(lines) + "\n"
 
     def _per_tenant_text(self) -> str:

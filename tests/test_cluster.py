@@ -276,3 +276,13 @@ def test_no_hit_lru_scores_warm_requests_evenly():
                    cache_signal_delay_us=0, trace_decisions=True)
     score = build_trace(sim).tables["candidates"]["score"].to_numpy().reshape(-1, 3)
     assert (score[5:] == 0.5).all()     # the shared prefix is cached somewhere: warm
+
+
+def test_per_model_block_lists_each_model():
+    t = workload(40, gap_us=5000)
+    t.names["model"] = ["", "m-large", "m-small"]
+    t.cols["model"][:] = 1 + np.arange(40) % 2
+    _, res = run(t, num_instances=2)
+    text = res._per_model_text()
+    assert text.startswith("=== Per-Model Metrics ===\n  m-large:\n    TTFT: p50=")
+    assert "(n=20)" in text and "  m-small:" in text and "Throughput:" in text
