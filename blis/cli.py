@@ -555,19 +555,37 @@ def _progress_fn(ns, total):
     return update, bar
 
 
-def simulate(ns, table, horizon, mode):
+def build_simulation(ns, table, horizon):
+    """The :class:`~blis.engine.Simulation` a validated command line describes."""
     from blis.engine import Simulation
-    from blis.gojson import marshal_indent
-
-    lat, blocks, mml = resolve_latency(ns)
     from blis.policies import ADMISSION_POLICIES, make_admit_fn, make_route_fn
     from blis.routing import DEFAULT_SCORERS, ROUTING_POLICIES
 
+    lat, blocks, mml = resolve_latency(ns)
     cfg = engine_config(ns, blocks, mml, horizon)
     route_fn = make_route_fn(ROUTING_POLICIES.get(ns.routing_policy), ns._scorers or DEFAULT_SCORERS, cfg)
     admit_fn = make_admit_fn(ADMISSION_POLICIES.get(ns.admission_policy))
     gateway = build_gateway(ns, cfg)
-    sim = Simulation(table, cfg, lat, route_fn=route_fn, admit_fn=admit_fn, gateway=gateway)
+    return Simulation(table, cfg, lat, route_fn=route_fn, admit_fn=admit_fn, gateway=gateway)
+
+
+def simulate_argv(argv):
+    """Run a ``blis run ...`` / ``blis replay ...`` argument list in-process and return
+    its :class:`~blis.results.SimResults` without printing or writing files (for sweeps
+    and notebooks).  Raises :class:`~blis.errors.BlisError` on invalid input."""
+    ns = parse_args(list(argv))
+    validate_common(ns)
+    if ns.command == "run":
+        table, horizon = build_run_workload(ns)
+    else:
+        table, horizon = build_replay_workload(ns)
+    return build_simulation(ns, table, horizon).run()
+
+
+def simulate(ns, table, horizon, mode):
+    from blis.gojson import marshal_indent
+
+    sim = build_simulation(ns, table, horizon)
     update, bar = _progress_fn(ns, len(table))
     t0 = time.perf_counter()
     res = sim.run(progress=update)
