@@ -434,10 +434,23 @@ def engine_config(ns, blocks, mml, horizon):
 def build_run_workload(ns):
     from blis.workload import synthesis as syn
 
-    if ns.workload_spec:
-        raise ConfigError("--workload-spec: not supported by this version yet; use the distribution flags or a preset")
     if ns.concurrency < 0:
         raise ConfigError(f"--concurrency: must be >= 0, got {ns.concurrency}")
+    if ns.workload_spec:
+        from blis.workload.spec import workload_from_spec_file
+        if ns.concurrency > 0:
+            raise ConfigError("--concurrency: cannot be used with --workload-spec; define concurrency in the spec "
+                              "file (clients[].concurrency) instead")
+        ex = ns._explicit
+        if "timeout" in ex and ns.timeout == 0:
+            raise ConfigError("--timeout: must be positive (seconds) or negative to disable, got 0")
+        table, horizon, spec = workload_from_spec_file(
+            ns.workload_spec, seed=ns.seed if "seed" in ex else None,
+            horizon_us=ns.horizon if "horizon" in ex else None,
+            num_requests=ns.num_requests if "num_requests" in ex else None,
+            timeout_s=ns.timeout if "timeout" in ex else None, with_spec=True)
+        ns._workload_seed = int(spec.seed)
+        return table, horizon
     if ns.concurrency > 0:
         raise ConfigError("--concurrency: closed-loop workloads are not supported by this version yet")
     if ns.timeout == 0:
@@ -537,7 +550,8 @@ def _trace_export(ns, table, res, mode):
     arrival = res.cols["arrival_us"]
     first = np.where(has, arrival + ttft, 0)
     last = np.where(has, arrival + ttft + res.cols["itl_sum_us"], 0)
-    header = make_header(mode, workload_seed=ns.seed) if mode == "generated" else make_header(mode)
+    seed = getattr(ns, "_workload_seed", ns.seed)
+    header = make_header(mode, workload_seed=seed) if mode == "generated" else make_header(mode)
     export_simulation_trace(table, status.astype(object), first, last, ns.trace_output, header=header)
 
 

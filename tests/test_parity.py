@@ -17,8 +17,8 @@ from blis.cli import main
 # scenarios whose behaviour this version implements fully
 REPLAY_SCENARIOS = ["s1-basic", "c2-weighted-prefix", "s2-preemption", "s3-chunked-prefill", "s4-trained-physics",
                     "s5-cpu-tier", "s6-moe-tp2", "c1-round-robin", "c3-slo-priority", "c4-token-bucket"]
-RUN_SCENARIOS = ["s1-basic", "s2-preemption", "s3-chunked-prefill", "s4-trained-physics",
-                 "s6-moe-tp2", "c1-round-robin", "c4-token-bucket"]
+RUN_SCENARIOS = ["s1-basic", "s2-preemption", "s3-chunked-prefill", "s4-trained-physics", "s5-cpu-tier",
+                 "s6-moe-tp2", "c1-round-robin", "c2-weighted-prefix", "c3-slo-priority", "c4-token-bucket"]
 
 
 def _scenario(parity_dir, name):

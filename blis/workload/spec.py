@@ -592,16 +592,17 @@ class _Parser:
             return None
         if typ == "str":
             return node.value
+        shown = f"the quoted string {node.value!r}" if node.style else repr(node.value)
         if typ == "bool":
             if kind == "bool":
                 return v
             if kind == "str" and v in _BOOL_COMPAT:
                 return _BOOL_COMPAT[v]
-            self.fail(path, node, "a boolean", repr(node.value), "true, false")
+            self.fail(path, node, "a boolean", shown, "true, false")
         if typ == "float":
             if kind in ("int", "float"):
                 return float(v)
-            self.fail(path, node, "a number", repr(node.value))
+            self.fail(path, node, "a number", shown)
         # int
         if kind == "int":
             if not INT64_MIN <= v <= INT64_MAX:
@@ -611,7 +612,7 @@ class _Parser:
             if math.isfinite(v) and v == math.floor(v) and -(2.0 ** 63) <= v < 2.0 ** 63:
                 return int(v)
             self.fail(path, node, "an integer", node.value)
-        self.fail(path, node, "an integer", repr(node.value))
+        self.fail(path, node, "an integer", shown)
 
 
 def _upgrade_v1(spec: WorkloadSpec) -> None:
@@ -722,17 +723,17 @@ class _Validator:
                 text = text[len(path) + 1:].strip()
             raise ConfigError(f"{self.where}: {path}{f' (line {ln})' if ln else ''}: {text}") from None
 
-    def arrival(self, path: str, a, check_process: bool):
+    def arrival(self, path: str, a, check_process: bool, check_cv: bool):
         if check_process:
             if a.process not in ARRIVAL_PROCESSES:
                 self.fail(f"{path}.process", "a known arrival process", a.process, ", ".join(ARRIVAL_PROCESSES))
             if a.process == "weibull" and a.cv is not None:
                 explicit = a.shape is not None and a.scale is not None and a.shape > 0 and a.scale > 0
                 lo, hi = WEIBULL_CV_RANGE
-                if not explicit and not (lo <= a.cv <= hi):
+                if not explicit and (a.cv < lo or a.cv > hi):
                     self.fail(f"{path}.cv", f"in [{lo}, {hi}] for a weibull process without explicit "
                               f"shape and scale", a.cv)
-        if check_process and a.cv is not None:
+        if check_cv and a.cv is not None:
             self.finite_positive(f"{path}.cv", a.cv)
         if a.shape is not None:
             self.finite_positive(f"{path}.shape", a.shape)
@@ -781,7 +782,8 @@ class _Validator:
         if c.concurrency == 0:
             self.finite_positive(f"{p}.rate_fraction", c.rate_fraction)
         custom = getattr(c, "custom_arrival", None) is not None
-        self.arrival(f"{p}.arrival", c.arrival, check_process=c.concurrency == 0 and not custom)
+        self.arrival(f"{p}.arrival", c.arrival, check_process=c.concurrency == 0 and not custom,
+                     check_cv=c.concurrency == 0)
         if c.prefix_length < 0:
             self.fail(f"{p}.prefix_length", ">= 0 (0 = the default of 50 tokens)", c.prefix_length)
         self.dist(f"{p}.input_distribution", c.input_distribution)
@@ -814,7 +816,7 @@ class _Validator:
             self.fail(f"{p}.population", f"<= {MAX_COHORT_POPULATION}", c.population)
         self.finite_positive(f"{p}.rate_fraction", c.rate_fraction)
         self.slo(f"{p}.slo_class", c.slo_class)
-        self.arrival(f"{p}.arrival", c.arrival, check_process=True)
+        self.arrival(f"{p}.arrival", c.arrival, check_process=True, check_cv=True)
         self.dist(f"{p}.input_distribution", c.input_distribution)
         self.dist(f"{p}.output_distribution", c.output_distribution)
         if c.diurnal is not None:
@@ -1236,7 +1238,7 @@ def _generate_custom(spec: WorkloadSpec, horizon_us: int, max_requests: int):
 
 
 def _check_generatable(spec: WorkloadSpec, where: str) -> None:
-    for i, c in enumerate(spec.clients):
+    for c in spec.clients:
         if c.concurrency > 0:
             raise ConfigError(f"{where}: client {c.id!r} concurrency must be 0 for this version (closed-loop "
                               f"concurrency clients are not generated yet), got {c.concurrency}")
