@@ -93,28 +93,34 @@ def run_inprocess(argv: Sequence[str]) -> str:
 
 
 def inprocess_throughput(num_requests: int, repeats: int) -> Dict[str, object]:
-    """One warm-up run (loads or compiles the kernels), then ``repeats`` timed in-process runs."""
+    """One warm-up run (loads or compiles the kernels), then ``repeats`` timed in-process runs
+    (wall and process CPU time)."""
     argv = reference_argv(num_requests)
     run_inprocess(argv)
-    walls = []
+    walls, cpus = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = run_inprocess(argv)
         walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
         done = completed_requests(out)
         if done != num_requests:
             raise RuntimeError(f"in-process run: completed_requests must be {num_requests}, got {done}")
     med = statistics.median(walls)
+    cpu = statistics.median(cpus)
     return {"num_requests": num_requests, "wall_s": walls, "median_s": med,
-            "req_per_s": num_requests / med}
+            "req_per_s": num_requests / med, "cpu_s": cpus, "median_cpu_s": cpu,
+            "req_per_cpu_s": num_requests / cpu}
 
 
 # ---------------------------------------------------------------- child process
 @dataclass(frozen=True)
 class ChildRun:
-    """One finished child process: wall time, its own peak RSS, exit status and output."""
+    """One finished child process: wall time, CPU time (user + system), its own peak RSS,
+    exit status and output.  CPU time is the figure to compare on a busy machine."""
 
     wall_s: float
+    cpu_s: float
     max_rss_bytes: int
     returncode: int
     stdout: str
@@ -155,7 +161,8 @@ def run_child(cmd: Sequence[str], env: Optional[Dict[str, str]] = None,
         stdout = out.read().decode("utf-8", "replace")
         stderr = err.read().decode("utf-8", "replace")
     rss_unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    return ChildRun(wall, int(usage.ru_maxrss) * rss_unit, proc.returncode, stdout, stderr)
+    return ChildRun(wall, usage.ru_utime + usage.ru_stime, int(usage.ru_maxrss) * rss_unit,
+                    proc.returncode, stdout, stderr)
 
 
 def run_blis_child(num_requests: int, numba_cache_dir: Optional[os.PathLike] = None) -> ChildRun:
@@ -182,6 +189,30 @@ def run_harness_child(args: Sequence[str], numba_cache_dir: Optional[os.PathLike
         raise RuntimeError(f"benchmarks.harness {' '.join(args)}: exited with status {run.returncode}: "
                            f"{run.stderr.strip()[-500:]}")
     return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def numba_cache_signature(cache_dir: Optional[os.PathLike] = None):
+    """Names, sizes and mtimes of the numba cache files (they change whenever numba compiles
+    and saves a kernel).  ``cache_dir`` is a ``NUMBA_CACHE_DIR``; None means the package's
+    own ``__pycache__`` folders (numba's default), or ``$NUMBA_CACHE_DIR`` if this process has one."""
+    if cache_dir is None and os.environ.get("NUMBA_CACHE_DIR"):
+        cache_dir = os.environ["NUMBA_CACHE_DIR"]
+    if cache_dir is not None:
+        roots = [Path(cache_dir)]
+    else:
+        import blis
+        import blis.kernels
+
+        roots = [Path(blis.__file__).parent, Path(blis.kernels.__file__).parent]
+    files = {p for root in roots for pat in ("*.nbi", "*.nbc") for p in root.rglob(pat) if p.is_file()}
+    out = []
+    for p in sorted(files):
+        try:
+            st = p.stat()
+        except FileNotFoundError:  # replaced while we looked
+            continue
+        out.append((str(p), st.st_size, st.st_mtime_ns))
+    return out
 
 
 # ---------------------------------------------------------------- pytest-benchmark helpers

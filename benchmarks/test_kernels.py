@@ -15,7 +15,9 @@ from blis.hardware import get_hardware_calib
 from blis.kernels import gorand
 from blis.kernels import layout as Lo
 from blis.kernels.jit import njit
-from blis.kernels.kvcache import kv_allocate_nb, kv_cached_blocks_nb, kv_init_nb, kv_release_nb
+from blis.kernels.kvcache import (
+    kv_allocate_nb, kv_cached_blocks_nb, kv_init_nb, kv_release_nb, make_kv_arrays,
+)
 from blis.kernels.latency import step_time_nb
 from blis.kernels.prefix_hash import block_hash_nb
 from blis.latency import build_latency
@@ -111,19 +113,12 @@ def kv_cycle_driver_nb(kv, ins, rq, gseed, cached, B, salt):
 
 
 def _kv_state(n_req, total_blocks, B):
-    """One instance's KV state laid out as ``blis.engine.Simulation`` builds it, and ``n_req``
+    """One instance's KV state built as ``blis.engine.Simulation`` builds it, and ``n_req``
     requests whose prompts (257..1,039 tokens) never end on a block boundary."""
     rng = np.random.default_rng(SEED)
     ilen = rng.integers(16, 65, n_req) * B + rng.integers(1, B, n_req)
     max_blocks = int(ilen.max()) // B + 2
-    n_slots = n_req + 1
-    htcap = 1 << int(np.ceil(np.log2(max(2 * total_blocks, 16))))
-    kv = (np.zeros((1, total_blocks), np.int32), np.zeros((1, total_blocks), np.uint64),
-          np.zeros((1, total_blocks), np.int32), np.zeros((1, total_blocks), np.int32),
-          np.zeros((1, total_blocks), np.int32), np.zeros((1, htcap), np.uint64),
-          np.zeros((1, htcap), np.int32), np.zeros((1, n_slots, max_blocks), np.int32),
-          np.zeros((1, n_slots), np.int32), np.zeros((1, n_slots), np.int64),
-          np.zeros((1, n_slots), np.int32))
+    kv = make_kv_arrays(1, total_blocks, n_req + 1, max_blocks)
     ins = np.zeros((1, Lo.NIF), np.int64)
     kv_init_nb(kv, ins, 0, total_blocks)
     rq = np.zeros((Lo.NRF, n_req), np.int64)
@@ -139,13 +134,17 @@ def _kv_state(n_req, total_blocks, B):
 @pytest.mark.parametrize("content", ["miss", "hit"])
 def test_kv_allocate_release_256_requests(benchmark, content):
     """Prefix lookup + allocate + release of 256 prompts (~650 tokens, ~10.5k blocks) in a
-    32,768-block cache.  extra_info: ``ns_per_request``, ``ns_per_token``, ``blocks_per_cycle``."""
+    32,768-block cache.  extra_info: ``ns_per_request``, ``ns_per_token``, ``blocks_per_cycle``,
+    ``hit_blocks_per_cycle`` (0 for ``miss``; every full block for ``hit``)."""
     kv, ins, rq, gseed, cached, tokens = _kv_state(BATCH, 32_768, BLOCK)
     salt = 0x9E37 if content == "miss" else 0
     assert kv_cycle_driver_nb(kv, ins, rq, gseed, cached, BLOCK, salt) >= 0  # compile, fill the cache
     benchmark(kv_cycle_driver_nb, kv, ins, rq, gseed, cached, BLOCK, salt)
     assert ins[0, Lo.I_FREE_CNT] == 32_768, "every block must be free again after a cycle"
+    hits_before = int(ins[0, Lo.I_HITS])
+    kv_cycle_driver_nb(kv, ins, rq, gseed, cached, BLOCK, salt)
     benchmark.extra_info["blocks_per_cycle"] = int(sum(-(-int(x) // BLOCK) for x in rq[Lo.R_ILEN]))
+    benchmark.extra_info["hit_blocks_per_cycle"] = int(ins[0, Lo.I_HITS]) - hits_before
     _per_unit(benchmark, BATCH, "ns_per_request", 1e9)
     _per_unit(benchmark, tokens, "ns_per_token", 1e9)
 
