@@ -207,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Replay a TraceV2 trace through the simulator.")
     _sim_flags(rep)
     _replay_flags(rep)
+    from blis import calibrate, convert, observe
+
+    observe.add_subparser(sub)
+    calibrate.add_subparser(sub)
+    convert.add_subparsers(sub)      # "convert" and "compose"
     return p
 
 
@@ -686,8 +691,10 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     ns = parse_args(argv)
     logging.basicConfig(stream=sys.stderr, format="level=%(levelname)s msg=%(message)s",
-                        level=LOG_LEVELS.get(str(ns.log).lower(), logging.WARNING))
+                        level=LOG_LEVELS.get(str(getattr(ns, "log", "warn")).lower(), logging.WARNING))
     try:
+        if getattr(ns, "_run", None) is not None:  # observe, calibrate, convert, compose
+            return ns._run(ns)
         {"run": cmd_run, "replay": cmd_replay}[ns.command](ns)
     except BlisError as e:
         sys.stderr.write(f"blis {ns.command}: error: {e}\n")
