@@ -19,6 +19,7 @@ from blis.kernels.engine import run_nb
 from blis.kernels.kvcache import kv_init_nb, make_kv_arrays
 from blis.kernels.lru import lru_init_nb, make_lru_arrays
 from blis.batch_formation import BATCH_FORMATIONS
+from blis.errors import ConfigError
 from blis.requests import RequestTable
 from blis.schedulers import scheduler_keys
 
@@ -110,6 +111,12 @@ class Simulation:
     # ------------------------------------------------------------ build
     def _build(self):
         t, c = self.table, self.cfg
+        if c.total_kv_blocks < 1 or c.block_size < 1 or c.max_num_seqs < 1 or c.num_instances < 1:
+            raise ConfigError("EngineConfig: total_kv_blocks, block_size, max_num_seqs and num_instances must be >= 1, "
+                              f"got {c.total_kv_blocks}, {c.block_size}, {c.max_num_seqs}, {c.num_instances}")
+        if c.max_model_len > 0 and -(-c.max_model_len // c.block_size) > c.total_kv_blocks:
+            raise ConfigError(f"EngineConfig: max_model_len must fit the KV cache (ceil({c.max_model_len}/"
+                              f"{c.block_size}) <= {c.total_kv_blocks} blocks), got {c.max_model_len}")
         n = len(t)
         ni = int(c.num_instances)
         B = int(c.block_size)

@@ -9,12 +9,12 @@ and the hit/miss counters.  Hashes are compared through a bijection (kernel
 kernel hashes and vice versa.
 """
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from blis.kernels import layout as Lo
-from blis.kernels.kvcache import kv_allocate_nb, kv_cached_blocks_nb, kv_init_nb, kv_release_nb
+from blis.kernels.kvcache import (kv_allocate_nb, kv_cached_blocks_nb, kv_init_nb, kv_release_nb,
+                                  make_kv_arrays)
 from blis.kernels.prefix_hash import block_hash_nb, ht_del_nb, ht_get_nb, ht_put_nb
 
 from naive_kv import NaiveKVCache, NaiveRequest, request_tokens
@@ -27,8 +27,8 @@ ROW = 1  # instance row under test; row 0 is a bystander that must stay untouche
 
 # ---------------------------------------------------------------- harness
 class KernelKV:
-    """Kernel-side state for one test: the ``kv`` tuple, ``ins``, ``rq`` and group seeds,
-    laid out exactly as ``blis.engine.Simulation`` builds them."""
+    """Kernel-side state for one test: the ``kv`` tuple (from ``make_kv_arrays``, as the
+    engine builds it), ``ins``, ``rq`` and group seeds."""
 
     def __init__(self, total_blocks, block_size, specs, group_seeds, n_inst=2):
         nb = total_blocks
@@ -36,15 +36,7 @@ class KernelKV:
         self.B = block_size
         self.total = nb
         n_slots = n + 1
-        max_blocks = nb + 1
-        htcap = 1 << int(np.ceil(np.log2(max(2 * nb, 16))))
-        self.kv = (np.zeros((n_inst, nb), np.int32), np.zeros((n_inst, nb), np.uint64),
-                   np.zeros((n_inst, nb), np.int32), np.zeros((n_inst, nb), np.int32),
-                   np.zeros((n_inst, nb), np.int32), np.zeros((n_inst, htcap), np.uint64),
-                   np.zeros((n_inst, htcap), np.int32),
-                   np.zeros((n_inst, n_slots, max_blocks), np.int32),
-                   np.zeros((n_inst, n_slots), np.int32), np.zeros((n_inst, n_slots), np.int64),
-                   np.zeros((n_inst, n_slots), np.int32))
+        self.kv = make_kv_arrays(n_inst, nb, n_slots, nb + 1)
         self.ins = np.zeros((n_inst, Lo.NIF), np.int64)
         for i in range(n_inst):
             kv_init_nb(self.kv, self.ins, i, nb)
@@ -59,7 +51,7 @@ class KernelKV:
         self.rq = rq
         self.gseed = np.array(group_seeds, np.uint64)
         self.n_slots = n_slots
-        self.out = np.zeros(max_blocks + 1, np.int64)
+        self.out = np.zeros(nb + 2, np.int64)
         self.row0 = self._row_copy(0)
 
     def _row_copy(self, i):
@@ -275,6 +267,27 @@ def test_kv_kernels_match_naive_twin_on_random_operation_sequences(workload, ops
     for op in ops:
         _step(op, k, nv, reqs, phase)
         assert_same_state(k, nv, reqs, bij)
+
+
+@SETTINGS
+@given(kv_workloads(), st.lists(OPS, min_size=30, max_size=40))
+def test_hash_table_change_log_replays_to_the_live_table(workload, ops):
+    # with logging on, replaying the (hash, +1/-1) log onto an empty set gives the table's keys
+    nb, B, specs, group_seeds = workload
+    k, nv, reqs = make_pair(nb, B, specs, group_seeds)
+    k.ins[ROW, Lo.I_CLOG_ON] = 1
+    phase = ["idle"] * len(reqs)
+    for op in ops:
+        _step(op, k, nv, reqs, phase)
+        assert k.ins[ROW, Lo.I_CLOG_OVF] == 0
+        n = int(k.ins[ROW, Lo.I_CLOG_N])
+        keys = set()
+        for h, o in zip(k.kv[11][ROW, :n].tolist(), k.kv[12][ROW, :n].tolist()):
+            if o > 0:
+                keys.add(h)
+            else:
+                keys.discard(h)
+        assert keys == set(k.hash_table())
 
 
 @SETTINGS
