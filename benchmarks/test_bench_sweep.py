@@ -26,7 +26,7 @@ import pytest
 from blis import sweep as S
 
 from .harness import BLIS_REQ_PER_S, FULL, REFERENCE_MODEL, median_seconds
-from .regression import calibration_workload
+from .regression import Calibrator, calibration_workload
 
 #: BLIS's one-instance throughput on this machine, both ends of the figures quoted for it
 BLIS_RANGE = (260.0, 530.0)
@@ -58,6 +58,16 @@ SMOKE_AXES = """axes:
       seed: [1]
 """
 SWEEP_POINTS = 1000 if FULL else 20
+
+
+def calibrated_score(benchmark, calibrations, warmup_rounds):
+    """Lowest (round time / the calibration timed just before that round): see regression.py."""
+    stats = getattr(benchmark, "stats", None)
+    if stats is None:
+        return None
+    data = list(stats.stats.data)
+    cals = calibrations[warmup_rounds:warmup_rounds + len(data)]
+    return min(t / c for t, c in zip(data, cals))
 
 
 def blis_estimate(requests: int, wall_s: float) -> dict:
@@ -94,7 +104,17 @@ def test_sweep_point(benchmark, name):
     """One point as a worker runs it (``blis.sweep.run_point``), kernels warm."""
     argv = ["run", f"--model={REFERENCE_MODEL}", "--latency-model=roofline", "--hardware=H100", "--tp=1",
             f"--num-requests={POINT_REQUESTS}", "--seed=1", *POINTS[name]]
-    pid, metrics, data, timing = benchmark.pedantic(S.run_point, args=("p", argv), rounds=5, warmup_rounds=1)
+    cal = Calibrator(1)
+    cals = []
+
+    def setup():
+        cals.append(cal.measure(3))
+        return ("p", argv), {}
+
+    pid, metrics, data, timing = benchmark.pedantic(S.run_point, setup=setup, rounds=5, warmup_rounds=1)
+    score = calibrated_score(benchmark, cals, 1)
+    if score is not None:
+        benchmark.extra_info["calibrated_score"] = score
     assert metrics["completed_requests"] == POINT_REQUESTS and data[:4] == b"PAR1"
     benchmark.extra_info.update(num_requests=POINT_REQUESTS, events=metrics["events"], cpu_s=timing["cpu_s"])
     med = median_seconds(benchmark)
@@ -122,13 +142,25 @@ def test_sweep(benchmark, tmp_path, points):
         outs.append(out)
         return (sw,), {"out": out, "progress": "never"}
 
-    rounds = 1 if FULL else 3
+    rounds, warmup = (1, 0) if FULL else (3, 1)
     reports = []
+    cal = Calibrator(S.default_jobs())       # the sweep runs that many processes: so does its calibration
+    cals = []
+
+    def setup():
+        cals.append(cal.measure(3))
+        return fresh()
 
     def run(sweep, **kw):
         reports.append(S.run_sweep(sweep, **kw))
 
-    benchmark.pedantic(run, setup=fresh, rounds=rounds, warmup_rounds=0 if FULL else 1)
+    try:
+        benchmark.pedantic(run, setup=setup, rounds=rounds, warmup_rounds=warmup)
+    finally:
+        cal.close()
+    score = calibrated_score(benchmark, cals, warmup)
+    if score is not None:
+        benchmark.extra_info["calibrated_score"] = score
     rep = reports[-1]
     assert (rep.ran, rep.skipped) == (points, 0)
     s = pl.read_parquet(rep.summary)

@@ -288,7 +288,14 @@ def validate_common(ns):
     _choice("--progress", ns.progress, ("auto", "always", "never"))
     _require(ns.kv_cpu_blocks >= 0, "--kv-cpu-blocks", ">= 0", ns.kv_cpu_blocks)
     apply_policy_config(ns)
-    _require(ns.kv_transfer_bandwidth > 0, "--kv-transfer-bandwidth", "> 0 (blocks/us)", ns.kv_transfer_bandwidth)
+    _require(math.isfinite(ns.kv_offload_threshold) and 0 <= ns.kv_offload_threshold <= 1,
+             "--kv-offload-threshold", "in [0, 1]", ns.kv_offload_threshold)
+    _require(ns.kv_transfer_base_latency >= 0, "--kv-transfer-base-latency", ">= 0 (us)", ns.kv_transfer_base_latency)
+    if ns.kv_cpu_blocks > 0:
+        _require(math.isfinite(ns.kv_transfer_bandwidth) and ns.kv_transfer_bandwidth > 0,
+                 "--kv-transfer-bandwidth", "finite and > 0 (blocks/us)", ns.kv_transfer_bandwidth)
+        if ns.kv_offload_threshold != 0:
+            log.warning("--kv-offload-threshold is deprecated in the vLLM v1 mirror model and is ignored")
     _require(ns.counterfactual_k >= 0, "--counterfactual-k", ">= 0", ns.counterfactual_k)
     ns._fitness = parse_fitness_weights(ns.fitness_weights)
     if (ns.counterfactual_k > 0 or ns.summarize_trace or ns.decision_trace) and ns.trace_level != "decisions":
@@ -358,7 +365,7 @@ def _defaults_path(ns):
 def resolve_latency(ns):
     """Model, hardware, latency model, KV blocks and max-model-len as BLIS's CLI resolves them."""
     from blis.capacity import calculate_kv_blocks, resolve_max_model_len
-    from blis.hardware import get_hardware_calib, model_defaults
+    from blis.hardware import model_defaults, resolve_hardware_calib
     from blis.latency import build_latency, check_cli_parallelism
     from blis.model_config import extract_kv_capacity_params, resolve_model_config
 
@@ -372,7 +379,7 @@ def resolve_latency(ns):
     tp = ns.tp if ns.tp > 0 else (md.tensor_parallelism or 0)
     if tp <= 0:
         raise ConfigError(f"--tp: must be >= 1 (no default for model {model!r} in defaults.yaml), got {ns.tp}")
-    hw = get_hardware_calib(gpu, ns.hardware_config or None)
+    hw = resolve_hardware_calib(gpu, ns.hardware_config or None)
     backend = ns.latency_model
     given_a = "alpha_coeffs" in ns._explicit
     given_b = "beta_coeffs" in ns._explicit

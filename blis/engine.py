@@ -155,7 +155,8 @@ class Simulation:
         max_len = int((t["input_len"].astype(np.int64) + t["output_len"]).max()) if n else 1
         if c.max_model_len > 0:
             max_len = min(max_len, int(c.max_model_len))
-        max_blocks = min(nb, -(-max(max_len, 1) // B) + 1) + 1
+        # twice the longest request: BLIS's tiered reload may commit a block twice
+        max_blocks = 2 * (min(nb, -(-max(max_len, 1) // B) + 1) + 1)
         n_slots = max_seqs + 1
         self.kv = make_kv_arrays(ni, nb, n_slots, max_blocks)
         for i in range(ni):
@@ -344,6 +345,9 @@ class Simulation:
                 self.glob[Lo.G_DECISION] = 1
             else:  # pragma: no cover - defensive
                 raise RuntimeError(f"engine returned unknown status {status}")
+        if int(self.ins[:, Lo.I_SLOT_OVF].sum()) > 0:
+            raise RuntimeError("engine: a request's KV block list exceeded its capacity "
+                               f"({self.kv[7].shape[2]} blocks); results would be wrong -- please report this run")
         if self.gateway is not None:
             self.gateway.finalize(self)
         from blis.results import SimResults

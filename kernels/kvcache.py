@@ -22,7 +22,7 @@ import numpy as np
 
 from .jit import njit_hot as njit
 from .layout import (
-    I_CLOG_N, I_CLOG_ON, I_CLOG_OVF, I_FREE_CNT, I_FREE_HEAD, I_FREE_TAIL, I_HITS, I_MISSES, I_SLOT_FREE_N, I_TOTAL_BLOCKS,
+    I_CLOG_N, I_CLOG_ON, I_CLOG_OVF, I_FREE_CNT, I_SLOT_OVF, I_FREE_HEAD, I_FREE_TAIL, I_HITS, I_MISSES, I_SLOT_FREE_N, I_TOTAL_BLOCKS,
     R_CSEED, R_GROUP, R_ILEN, R_PI, R_PLEN, R_SLOT,
 )
 from .prefix_hash import block_hash_nb, ht_del_nb, ht_get_nb, ht_put_nb
@@ -123,6 +123,21 @@ def _append_free(nxt, prv, ins, i, b):
 
 
 @njit
+def slot_append_nb(kv, ins, i, s, b):
+    """Append block b to slot s's list.  The list is sized for the longest request;
+    BLIS's tiered reload can commit a block twice, so a full list is flagged
+    (I_SLOT_OVF, reported as an error by the driver) instead of written past."""
+    sb = kv[7]
+    sl = kv[8]
+    n = sl[i, s]
+    if n >= sb.shape[2]:
+        ins[i, I_SLOT_OVF] += 1
+        return
+    sb[i, s, n] = b
+    sl[i, s] = n + 1
+
+
+@njit
 def kv_used_nb(ins, i):
     return ins[i, I_TOTAL_BLOCKS] - ins[i, I_FREE_CNT]
 
@@ -216,18 +231,18 @@ def kv_allocate_nb(kv, ins, i, rq, gseed, r, start, end, cached, n_cached, B):
                 ins[i, I_HITS] += 1
                 if c == 0:
                     s = _new_slot(kv, ins, i, rq, r, np.int64(0))
-                sb[i, s, sl[i, s]] = b
-                sl[i, s] += 1
+                slot_append_nb(kv, ins, i, s, b)
             if n_cached > 0:
                 latest = sb[i, s, sl[i, s] - 1]
         if latest >= 0 and fill[i, latest] > 0 and fill[i, latest] < B:
             kk = min(B - fill[i, latest], npos - k)
+            pos0 = start + k - fill[i, latest]   # position of the block's first token
             fill[i, latest] += kk
             k += kk
             if fill[i, latest] == B:
                 n_ids = sl[i, s]
                 prev = hsh[i, sb[i, s, n_ids - 2]] if n_ids >= 2 else _ZERO
-                h = block_hash_nb(prev, sbase[i, s] + (n_ids - 1) * B, B, P, L, gs, cs)
+                h = block_hash_nb(prev, pos0, B, P, L, gs, cs)
                 hsh[i, latest] = h
                 kv_ht_put_nb(kv, ins, i, h, latest)
         else:
@@ -250,10 +265,9 @@ def kv_allocate_nb(kv, ins, i, rq, gseed, r, start, end, cached, n_cached, B):
                 ins[i, I_MISSES] += 1
                 if s < 0:
                     s = _new_slot(kv, ins, i, rq, r, start + k)
-                sb[i, s, sl[i, s]] = b
-                sl[i, s] += 1
+                slot_append_nb(kv, ins, i, s, b)
                 if cnt == B and in_prefill:
-                    h = block_hash_nb(prev, sbase[i, s] + (sl[i, s] - 1) * B, B, P, L, gs, cs)
+                    h = block_hash_nb(prev, start + k, B, P, L, gs, cs)
                     hsh[i, b] = h
                     kv_ht_put_nb(kv, ins, i, h, b)
                     prev = h
@@ -381,8 +395,7 @@ def _commit_cached(kv, ins, i, rq, r, blocks, lo, hi):
         s = rq[R_SLOT, r]
         if s < 0:
             s = _new_slot(kv, ins, i, rq, r, np.int64(0))
-        sb[i, s, sl[i, s]] = b
-        sl[i, s] += 1
+        slot_append_nb(kv, ins, i, s, b)
 
 
 @njit
