@@ -286,3 +286,23 @@ def test_per_model_block_lists_each_model():
     text = res._per_model_text()
     assert text.startswith("=== Per-Model Metrics ===\n  m-large:\n    TTFT: p50=")
     assert "(n=20)" in text and "  m-small:" in text and "Throughput:" in text
+
+
+def test_a_cluster_without_instances_is_refused_up_front():
+    """BLIS's policies panic on empty snapshot lists; here the configuration is
+    rejected before any routing decision can see an empty snapshot set."""
+    with pytest.raises(ConfigError, match="num_instances must be >= 1"):
+        Simulation(workload(3), EngineConfig(total_kv_blocks=100, num_instances=0), lat())
+
+
+def test_python_policy_sees_every_instance_in_its_view():
+    from blis.policies import RouterView
+    seen = []
+
+    def route(sim, r):
+        v = RouterView(sim, r)
+        seen.append((v.num_instances, len(v.queue_depth), len(v.effective_load)))
+        return r % v.num_instances
+
+    Simulation(workload(9), EngineConfig(total_kv_blocks=1000, num_instances=3), lat(), route_fn=route).run()
+    assert seen == [(3, 3, 3)] * 9
