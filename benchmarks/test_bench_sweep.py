@@ -2,8 +2,8 @@
 
 * ``test_calibration`` (group ``calibration``): a fixed numba/numpy workload
   (``benchmarks/regression.py``), timed in the same run as every other benchmark so
-  ``benchmarks/regression.py`` can compare times across machines and load.  This file
-  sorts first in ``benchmarks/``, so it runs before the others.
+  ``benchmarks/regression.py`` can compare times across machines.  This file sorts
+  first in ``benchmarks/``, so it runs before the others.
 * ``test_sweep_point``: one sweep point (1,000 requests, the whole point as a
   worker runs it: simulation, summary, per-request Parquet bytes).  extra_info:
   ``requests_per_s`` and the ratio to BLIS (~440 req/s, 350-530 on this machine
@@ -11,8 +11,9 @@
 * ``test_sweep``: a whole ``blis sweep`` (rates x routing policies x instance
   counts x seeds, 1,000 requests per point) with the default jobs (all cores): 20
   points by default, 1,000 points with ``BLIS_BENCH_FULL=1`` (target: < 5 minutes on
-  2 cores).  extra_info: wall and CPU seconds, requests per wall second, and the
-  time the same requests would take BLIS in one process.
+  2 cores).  extra_info: wall seconds (``sweep_wall_s``, whatever the pytest-benchmark
+  timer), the points' CPU seconds, requests per wall second, and the time the same
+  requests would take BLIS in one process.
 
     python -m pytest benchmarks/test_bench_sweep.py --benchmark-only
     BLIS_BENCH_FULL=1 python -m pytest benchmarks/test_bench_sweep.py --benchmark-only -k "test_sweep["
@@ -26,7 +27,7 @@ import pytest
 from blis import sweep as S
 
 from .harness import BLIS_REQ_PER_S, FULL, REFERENCE_MODEL, median_seconds
-from .regression import Calibrator, calibration_workload
+from .regression import calibration_workload
 
 #: BLIS's one-instance throughput on this machine, both ends of the figures quoted for it
 BLIS_RANGE = (260.0, 530.0)
@@ -58,16 +59,6 @@ SMOKE_AXES = """axes:
       seed: [1]
 """
 SWEEP_POINTS = 1000 if FULL else 20
-
-
-def calibrated_score(benchmark, calibrations, warmup_rounds):
-    """Lowest (round time / the calibration timed just before that round): see regression.py."""
-    stats = getattr(benchmark, "stats", None)
-    if stats is None:
-        return None
-    data = list(stats.stats.data)
-    cals = calibrations[warmup_rounds:warmup_rounds + len(data)]
-    return min(t / c for t, c in zip(data, cals))
 
 
 def blis_estimate(requests: int, wall_s: float) -> dict:
@@ -104,17 +95,7 @@ def test_sweep_point(benchmark, name):
     """One point as a worker runs it (``blis.sweep.run_point``), kernels warm."""
     argv = ["run", f"--model={REFERENCE_MODEL}", "--latency-model=roofline", "--hardware=H100", "--tp=1",
             f"--num-requests={POINT_REQUESTS}", "--seed=1", *POINTS[name]]
-    cal = Calibrator(1)
-    cals = []
-
-    def setup():
-        cals.append(cal.measure(3))
-        return ("p", argv), {}
-
-    pid, metrics, data, timing = benchmark.pedantic(S.run_point, setup=setup, rounds=5, warmup_rounds=1)
-    score = calibrated_score(benchmark, cals, 1)
-    if score is not None:
-        benchmark.extra_info["calibrated_score"] = score
+    pid, metrics, data, timing = benchmark.pedantic(S.run_point, args=("p", argv), rounds=5, warmup_rounds=1)
     assert metrics["completed_requests"] == POINT_REQUESTS and data[:4] == b"PAR1"
     benchmark.extra_info.update(num_requests=POINT_REQUESTS, events=metrics["events"], cpu_s=timing["cpu_s"])
     med = median_seconds(benchmark)
@@ -144,23 +125,11 @@ def test_sweep(benchmark, tmp_path, points):
 
     rounds, warmup = (1, 0) if FULL else (3, 1)
     reports = []
-    cal = Calibrator(S.default_jobs())       # the sweep runs that many processes: so does its calibration
-    cals = []
-
-    def setup():
-        cals.append(cal.measure(3))
-        return fresh()
 
     def run(sweep, **kw):
         reports.append(S.run_sweep(sweep, **kw))
 
-    try:
-        benchmark.pedantic(run, setup=setup, rounds=rounds, warmup_rounds=warmup)
-    finally:
-        cal.close()
-    score = calibrated_score(benchmark, cals, warmup)
-    if score is not None:
-        benchmark.extra_info["calibrated_score"] = score
+    benchmark.pedantic(run, setup=fresh, rounds=rounds, warmup_rounds=warmup)
     rep = reports[-1]
     assert (rep.ran, rep.skipped) == (points, 0)
     s = pl.read_parquet(rep.summary)

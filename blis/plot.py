@@ -22,7 +22,7 @@ import difflib
 import json
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 from blis.errors import BlisError
 

@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from blis.errors import BlisError, ConfigError
+from blis.errors import BlisError
 
 log = logging.getLogger("blis.sweep")
 

@@ -1,6 +1,7 @@
 """``blis sweep`` and ``blis plot``: strict sweep files, parallel runs, resume after an
-interruption (in-process and a killed child process), determinism, the Ray executor
-(when ray is installed) and plotting."""
+interruption (in-process, Ctrl-C and a SIGKILLed child process), determinism, the Ray
+executor (only when ray is installed) and plotting; and ``benchmarks/regression.py``,
+the CI benchmark regression check."""
 import json
 import os
 import signal
@@ -554,18 +555,16 @@ def _regression():
     return mod
 
 
-def _bench_json(path, cal_s, times, own=None, adjacent=None):
-    own, adjacent = own or {}, adjacent or {}
-    benches = [{"fullname": "benchmarks/test_bench_sweep.py::test_calibration", "name": "test_calibration",
-                "stats": {"min": cal_s * 0.9, "median": cal_s, "rounds": 15}, "extra_info": {}}]
-    for name, t in times.items():
-        info = {}
-        if name in own:
-            info["calibrated_score"] = own[name]
-        if name in adjacent:
-            info["calibration_s"] = adjacent[name]
-        benches.append({"fullname": f"benchmarks/{name}", "name": name.split("::")[-1],
-                        "stats": {"min": t, "median": t * 1.2, "rounds": 5}, "extra_info": info})
+CPU = "benchmarks.regression.cpu_clock"
+
+
+def _bench_json(path, cal_s, times, timer=CPU):
+    def bench(fullname, t, rounds):
+        return {"fullname": fullname, "name": fullname.rsplit("::", 1)[-1], "options": {"timer": timer},
+                "stats": {"min": t, "median": t * 1.2, "rounds": rounds}, "extra_info": {}}
+
+    benches = [bench("benchmarks/test_bench_sweep.py::test_calibration", cal_s, 15)]
+    benches += [bench(f"benchmarks/{name}", t, 5) for name, t in times.items()]
     path.write_text(json.dumps({"benchmarks": benches}))
     return path
 
@@ -577,10 +576,11 @@ def test_regression_check_fails_only_on_a_calibrated_2x_slowdown(tmp_path, capsy
     assert R.main([str(_bench_json(tmp_path / "0.json", 0.05, times)), "--baseline", str(base), "--update"]) == 0
     doc = json.loads(base.read_text())
     assert doc["benchmarks"]["test_step.py::test_a[x]"]["score"] == pytest.approx(10.0)
-    # the whole machine 3x slower (a busy neighbour): calibration and benchmarks alike -> ok
+    assert doc["timer"] == "cpu_clock" and doc["threshold"] == 2.0
+    # a 3x slower machine: calibration and benchmarks alike -> ok
     slow_machine = {k: v * 3 for k, v in times.items()}
     assert R.main([str(_bench_json(tmp_path / "1.json", 0.15, slow_machine)), "--baseline", str(base)]) == 0
-    # one benchmark 1.9x slower: noise-level, ok; 2.1x: a slowdown
+    # one benchmark 1.9x slower: ok; 2.1x: a slowdown
     assert R.main([str(_bench_json(tmp_path / "2.json", 0.05, {**times, "test_step.py::test_a[x]": 0.95})),
                    "--baseline", str(base)]) == 0
     capsys.readouterr()
@@ -589,15 +589,6 @@ def test_regression_check_fails_only_on_a_calibrated_2x_slowdown(tmp_path, capsy
     assert "SLOWDOWN" in capsys.readouterr().out
     # a rerun that is fine: the best score over the two runs is used
     assert R.main([str(bad), str(tmp_path / "0.json"), "--baseline", str(base)]) == 0
-    # a benchmark's own calibrated score wins over the global calibration
-    own = _bench_json(tmp_path / "4.json", 0.05, {**times, "test_step.py::test_a[x]": 1.05},
-                      own={"test_step.py::test_a[x]": 11.0})
-    assert R.main([str(own), "--baseline", str(base)]) == 0
-    # the run's calibration caught a busy moment (4x) but each benchmark's adjacent one did not
-    adj = {k: 0.05 for k in times}
-    assert R.main([str(_bench_json(tmp_path / "6.json", 0.2, times, adjacent=adj)), "--baseline", str(base)]) == 0
-    assert R.main([str(_bench_json(tmp_path / "7.json", 0.2, {**times, "test_kernels.py::test_b": 0.005},
-                                   adjacent=adj)), "--baseline", str(base)]) == 1
     # new and missing benchmarks never fail
     assert R.main([str(_bench_json(tmp_path / "5.json", 0.05, {"test_kernels.py::test_b": 0.002,
                                                                 "test_new.py::t": 9.0})),
@@ -613,12 +604,23 @@ def test_regression_check_bad_input_is_exit_2(tmp_path, capsys):
             "--update"])
     nocal = tmp_path / "nocal.json"
     nocal.write_text(json.dumps({"benchmarks": [{"fullname": "benchmarks/test_step.py::a", "name": "a",
-                                                 "stats": {"min": 1.0}}]}))
+                                                 "options": {"timer": CPU}, "stats": {"min": 1.0}}]}))
     assert R.main([str(nocal), "--baseline", str(base)]) == 2
     assert "calibration" in capsys.readouterr().err
     other = _bench_json(tmp_path / "o.json", 0.05, {"test_x.py::b": 1.0})
     assert R.main([str(other), "--baseline", str(base)]) == 2
     assert R.main([str(other), "--baseline", str(tmp_path / "missing.json")]) == 2
+    wall = _bench_json(tmp_path / "w.json", 0.05, {"test_step.py::a": 1.0}, timer="time.perf_counter")
+    capsys.readouterr()
+    assert R.main([str(wall), "--baseline", str(base)]) == 2
+    assert "--benchmark-timer=benchmarks.regression.cpu_clock" in capsys.readouterr().err
+
+
+def test_cpu_clock_counts_children():
+    R = _regression()
+    t0 = R.cpu_clock()
+    subprocess.run([sys.executable, "-c", "x = sum(i * i for i in range(3_000_000))"], check=True)
+    assert R.cpu_clock() - t0 > 0.05
 
 
 def test_checked_in_baseline_is_valid():
