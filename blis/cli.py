@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -519,36 +518,19 @@ def build_replay_workload(ns):
 
 # ---------------------------------------------------------------- outputs
 def atomic_write_text(path, text):
+    """Write an output file atomically; the folder must exist."""
+    from blis.fileio import atomic_write
+
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise ConfigError(f"output path: folder must exist, got {str(path.parent)!r}")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, text)
 
 
 def write_parquet(table, path):
-    import pyarrow.parquet as pq
+    from blis.fileio import atomic_write_parquet
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_parquet(table, path)
 
 
 def _trace_export(ns, table, res, mode):

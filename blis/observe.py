@@ -1200,43 +1200,8 @@ def _trace_workload(ns) -> ObserveWorkload:
 # ---------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------
-def _explicit_set(ns) -> set:
-    """The set of flags given explicitly (shared with blis.cli's namespace convention)."""
-    if getattr(ns, "_explicit", None) is None:
-        ns._explicit = set()
-    return ns._explicit
-
-
-class _Track(argparse.Action):
-    def __call__(self, parser, ns, values, option_string=None):
-        setattr(ns, self.dest, values)
-        _explicit_set(ns).add(self.dest)
-
-
-class _TrackTrue(argparse.Action):
-    def __init__(self, option_strings, dest, default=False, **kw):
-        super().__init__(option_strings, dest, nargs="?", const="true", default=default, **kw)
-
-    def __call__(self, parser, ns, values, option_string=None):
-        v = str(values).lower()
-        if v not in ("true", "false", "1", "0", "t", "f"):
-            parser.error(f"{option_string} must be a boolean, got {values!r}; valid: true, false")
-        setattr(ns, self.dest, v in ("true", "1", "t"))
-        _explicit_set(ns).add(self.dest)
-
-
-def _int(s):
-    try:
-        return int(s, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {s!r}")
-
-
-def _float(s):
-    try:
-        return float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {s!r}")
+# flag helpers shared with `blis run` (explicit-flag tracking, numeric parsing)
+from blis.cli import _float, _int, _Track, _TrackTrue  # noqa: E402
 
 
 def _add(p, flag, typ=str, default=None, help=""):

@@ -515,17 +515,9 @@ def _local_worker_init():
 
 # ---------------------------------------------------------------- files
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from blis.fileio import atomic_write
+
+    atomic_write(path, data)
 
 
 def _json_bytes(obj) -> bytes:

@@ -126,20 +126,11 @@ def build_trace(sim, counterfactual_k: int = 0) -> DecisionTrace:
 
 def write_trace(trace: DecisionTrace, prefix: str) -> list:
     """Write each table as ``<prefix>.<name>.parquet`` (temporary name, then rename)."""
-    import os
-
-    import pyarrow.parquet as pq
+    from blis.fileio import atomic_write_parquet
 
     paths = []
     for name, table in trace.tables.items():
         path = f"{prefix}.{name}.parquet"
-        tmp = f"{path}.tmp-{os.getpid()}"
-        try:
-            pq.write_table(table, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write_parquet(table, path)
         paths.append(path)
     return paths

@@ -1213,21 +1213,7 @@ def tracev2_csv_text(header: Dict[str, Any], records: Dict[str, np.ndarray]) -> 
     return head + "\n" + "\n".join(lines) + "\n"
 
 
-def _atomic_write(path: Path, data: Union[str, bytes]) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    mode = "wb" if isinstance(data, bytes) else "w"
-    try:
-        with open(tmp, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8", "newline": "",
-                                                                      "errors": "surrogateescape"})) as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+from blis.fileio import atomic_write as _atomic_write  # noqa: E402  (kept name for callers)
 
 
 def write_tracev2(trace: Union[TraceV2, Dict[str, Any]], header_path: PathLike, data_path: PathLike,
@@ -1281,19 +1267,9 @@ def tracev2_to_arrow(trace: TraceV2):
 
 def write_tracev2_parquet(trace: TraceV2, path: PathLike) -> None:
     """Write the trace as one Parquet file (temporary name, then rename)."""
-    import pyarrow.parquet as pq
+    from blis.fileio import atomic_write_parquet
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        pq.write_table(tracev2_to_arrow(trace), tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_parquet(tracev2_to_arrow(trace), path)
 
 
 def read_tracev2_parquet(path: PathLike) -> TraceV2:
