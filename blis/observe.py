@@ -1201,14 +1201,7 @@ def _trace_workload(ns) -> ObserveWorkload:
 # Command line
 # ---------------------------------------------------------------------------
 # flag helpers shared with `blis run` (explicit-flag tracking, numeric parsing)
-from blis.cli import _float, _int, _Track, _TrackTrue  # noqa: E402
-
-
-def _add(p, flag, typ=str, default=None, help=""):
-    if typ is bool:
-        p.add_argument(flag, action=_TrackTrue, default=default or False, help=help)
-    else:
-        p.add_argument(flag, type=typ, default=default, action=_Track, help=help)
+from blis.cli import _add, _float, _int  # noqa: E402
 
 
 _UNSUPPORTED = ("--scrape-kv-metrics", "--vllm-commit", "--kv-metrics-url", "--think-time-dist",
