@@ -441,6 +441,32 @@ def goodput_comparison(trace, sim_by_id: Dict[int, Dict[str, Any]], matched: set
             return None
         return (sum(d) / len(d)) / 1000.0
 
+    def attain(a, keys, t, ttft, e2e, itl_ms):
+        """Count one request against the class targets (TTFT, then E2E, then ITL; a miss
+        stops the later checks).  ``keys`` name the counters; returns True when the ITL
+        target could not be checked for lack of an ITL."""
+        tn, tm, en, em, i_n, i_m, goodkey = keys
+        good = ttft > 0 and e2e > 0 and e2e >= ttft
+        missing = False
+        for target, value, nk, mk in (("ttft_ms", ttft, tn, tm), ("e2e_ms", e2e, en, em),
+                                      ("itl_ms", None, i_n, i_m)):
+            if t[target] <= 0 or not good:
+                continue
+            if target == "itl_ms":
+                value = itl_ms()
+                if value is None:
+                    missing = True
+                    good = False
+                    continue
+            a[nk] += 1
+            if value <= t[target]:
+                a[mk] += 1
+            else:
+                good = False
+        if good:
+            a[goodkey] += 1
+        return missing
+
     r = trace.records
     for i in range(len(trace)):
         status = r["status"][i]
@@ -458,66 +484,15 @@ def goodput_comparison(trace, sim_by_id: Dict[int, Dict[str, Any]], matched: set
         if status == "ok":
             rt = (int(r["first_chunk_time_us"][i]) - int(r["send_time_us"][i])) / 1000.0
             re_ = (int(r["last_chunk_time_us"][i]) - int(r["send_time_us"][i])) / 1000.0
-            good = rt > 0 and re_ > 0 and re_ >= rt
-            if t["ttft_ms"] > 0:
-                if good:
-                    a["rtn"] += 1
-                    if rt <= t["ttft_ms"]:
-                        a["rtm"] += 1
-                    else:
-                        good = False
-                else:
-                    good = False
-            if t["e2e_ms"] > 0 and good:
-                a["ren"] += 1
-                if re_ <= t["e2e_ms"]:
-                    a["rem"] += 1
-                else:
-                    good = False
-            elif t["e2e_ms"] > 0:
-                good = False
-            if t["itl_ms"] > 0 and good:
-                m = itl_mean_ms(rid)
-                if m is not None:
-                    a["rin"] += 1
-                    if m <= t["itl_ms"]:
-                        a["rim"] += 1
-                    else:
-                        good = False
-                else:
-                    itl_missing = True
-                    good = False
-            if good:
-                a["rg"] += 1
+            if attain(a, ("rtn", "rtm", "ren", "rem", "rin", "rim", "rg"), t, rt, re_,
+                      lambda: itl_mean_ms(rid)):
+                itl_missing = True
         sr = sim_by_id.get(rid)
         if sr is not None:
-            st, se = sr["ttft_us"] / 1000.0, sr["e2e_us"] / 1000.0
-            good = st > 0 and se > 0 and se >= st
-            if t["ttft_ms"] > 0 and good:
-                a["stn"] += 1
-                if st <= t["ttft_ms"]:
-                    a["stm"] += 1
-                else:
-                    good = False
-            if t["e2e_ms"] > 0 and good:
-                a["sen"] += 1
-                if se <= t["e2e_ms"]:
-                    a["sem"] += 1
-                else:
-                    good = False
-            if t["itl_ms"] > 0 and good:
-                si = sr.get("itl_mean_us", 0.0) / 1000.0
-                if si > 0:
-                    a["sin"] += 1
-                    if si <= t["itl_ms"]:
-                        a["sim_"] += 1
-                    else:
-                        good = False
-                else:
-                    itl_missing = True
-                    good = False
-            if good:
-                a["sg"] += 1
+            si = sr.get("itl_mean_us", 0.0) / 1000.0
+            if attain(a, ("stn", "stm", "sen", "sem", "sin", "sim_", "sg"), t, sr["ttft_us"] / 1000.0,
+                      sr["e2e_us"] / 1000.0, lambda: si if si > 0 else None):
+                itl_missing = True
 
     ratio = lambda n, d: n / d if d else 0.0  # noqa: E731
     per = {}

@@ -12,6 +12,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kv_views import blocks_of, free_list
 from blis.kernels import layout as Lo
 from blis.kernels.kvcache import (kv_allocate_nb, kv_cached_blocks_nb, kv_init_nb, kv_release_nb,
                                   make_kv_arrays)
@@ -86,28 +87,10 @@ class KernelKV:
 
     # ---- views
     def free_list(self):
-        nxt, prv = self.kv[3], self.kv[4]
-        out = []
-        b = int(self.ins[ROW, Lo.I_FREE_HEAD])
-        while b >= 0:
-            out.append(b)
-            assert len(out) <= self.total, "free list has a cycle"
-            b = int(nxt[ROW, b])
-        back = []
-        b = int(self.ins[ROW, Lo.I_FREE_TAIL])
-        while b >= 0:
-            back.append(b)
-            assert len(back) <= self.total, "free list (backward) has a cycle"
-            b = int(prv[ROW, b])
-        assert back[::-1] == out, "prev links disagree with next links"
-        return out
+        return free_list(self.kv, self.ins, ROW, self.total)
 
     def blocks_of(self, r):
-        s = int(self.rq[Lo.R_SLOT, r])
-        if s < 0:
-            return None
-        n = int(self.kv[8][ROW, s])
-        return [int(x) for x in self.kv[7][ROW, s, :n]]
+        return blocks_of(self.kv, self.rq, ROW, r)
 
     def hash_table(self):
         htk, htv = self.kv[5][ROW], self.kv[6][ROW]
