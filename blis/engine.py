@@ -75,6 +75,9 @@ class EngineConfig:
     kv_cpu_blocks: int = 0
     kv_transfer_bandwidth: float = 100.0  # blocks per us
     kv_transfer_base_latency_us: int = 0
+    #: upper bound on input+output tokens of any request, including requests added while running
+    #: (sizes per-request KV block lists); 0 = the longest request of the workload
+    max_request_tokens: int = 0
 
 
 def _id_keys(ids: np.ndarray):
@@ -106,7 +109,22 @@ class Simulation:
         if gateway is not None:
             admit_fn = self._gateway_admit
         self.admit_fn = admit_fn
+        #: callables ``hook(sim, rows)`` run when requests reach a terminal state at an instance
+        #: (completed, timed out, dropped); see :meth:`add_finish_hook`
+        self.finish_hooks = []
         self._build()
+
+    def add_finish_hook(self, hook: Callable) -> None:
+        """Call ``hook(sim, rows)`` with the row indices of requests that reach a terminal state at an
+        instance (completed, length-capped, timed out, dropped unservable), in the order the engine
+        finishes them, at the clock of that event (``sim.clock``).  The hook may call
+        :meth:`add_requests` (closed-loop sessions)."""
+        self.finish_hooks.append(hook)
+        self.cfg_arr[Lo.C_FIN_HOOK] = 1
+
+    @property
+    def clock(self) -> int:
+        return int(self.glob[Lo.G_CLOCK])
 
     # ------------------------------------------------------------ build
     def _build(self):
@@ -121,24 +139,10 @@ class Simulation:
         ni = int(c.num_instances)
         B = int(c.block_size)
         rq = np.zeros((Lo.NRF, n), np.int64)
-        rq[Lo.R_ARRIVAL] = t["arrival_us"]
-        rq[Lo.R_ILEN] = t["input_len"]
-        rq[Lo.R_OLEN] = t["output_len"]
-        rq[Lo.R_PLEN] = t["prefix_len"]
-        rq[Lo.R_GROUP] = t["prefix_group"]
-        rq[Lo.R_MAXOUT] = t["max_output_len"]
-        rq[Lo.R_DEADLINE] = t["deadline_us"]
-        prio = vllm_priorities(t.names["slo_class"], c.slo_priority_overrides)
-        rq[Lo.R_PRIO] = prio[t["slo_class"]]
-        reorder, rq[Lo.R_SCHEDKEY] = scheduler_keys(c.scheduler, t, rq[Lo.R_PRIO])
-        rq[Lo.R_ID] = t["request_id"]
-        rq[Lo.R_IDKEY], rq[Lo.R_IDDIG] = _id_keys(t["request_id"])
-        rq[Lo.R_CSEED] = t["content_seed"].view(np.int64)
-        rq[Lo.R_SLO] = t["slo_class"]
-        rq[Lo.R_TENANT] = t["tenant"]
-        for f in (Lo.R_FIRST, Lo.R_ITLHEAD, Lo.R_ITLTAIL, Lo.R_SCHED, Lo.R_E2E, Lo.R_INST, Lo.R_SLOT):
-            rq[f] = -1
+        reorder = self._fill_rq(rq, t)
         self.rq = rq
+        self.n_requests = n          # rows of rq in use (add_requests appends past the table)
+        self._added = []             # RequestTables appended while running
         self.gseed = np.ascontiguousarray(t.group_seeds, np.uint64)
         self.arrival_order = np.arange(n, dtype=np.int64)  # the table is sorted by arrival
 
@@ -153,6 +157,8 @@ class Simulation:
 
         nb = int(c.total_kv_blocks)
         max_len = int((t["input_len"].astype(np.int64) + t["output_len"]).max()) if n else 1
+        max_len = max(max_len, int(c.max_request_tokens))
+        self.max_request_tokens = max_len
         if c.max_model_len > 0:
             max_len = min(max_len, int(c.max_model_len))
         # twice the longest request: BLIS's tiered reload may commit a block twice
@@ -203,6 +209,7 @@ class Simulation:
         glob[Lo.G_CSEQ] = n  # arrivals take seq ids 1..n (pushed first, as BLIS does)
         glob[Lo.G_DECISION] = -1
         glob[Lo.G_BUDGET] = -1
+        glob[Lo.G_STOP_AT] = INT64_MAX
         glob[Lo.G_ITL_FREE_N] = nchunks
         glob[Lo.G_TB_TOKENS_BITS] = np.array([c.token_bucket_capacity], np.float64).view(np.int64)[0]
         self.glob = glob
@@ -257,6 +264,83 @@ class Simulation:
                         np.zeros(max_blocks + 1, np.int64), np.zeros(max_seqs + 8, np.int64))
         from blis.rng import PartitionedRNG
         self.router_rng = PartitionedRNG(int(c.seed)).for_subsystem("router").state
+
+    def _fill_rq(self, rq, t):
+        """Fill request rows ``rq[:, :len(t)]`` from table ``t``; returns the scheduler's reorder flag."""
+        c = self.cfg
+        rq[Lo.R_ARRIVAL] = t["arrival_us"]
+        rq[Lo.R_ILEN] = t["input_len"]
+        rq[Lo.R_OLEN] = t["output_len"]
+        rq[Lo.R_PLEN] = t["prefix_len"]
+        rq[Lo.R_GROUP] = t["prefix_group"]
+        rq[Lo.R_MAXOUT] = t["max_output_len"]
+        rq[Lo.R_DEADLINE] = t["deadline_us"]
+        prio = vllm_priorities(t.names["slo_class"], c.slo_priority_overrides)
+        rq[Lo.R_PRIO] = prio[t["slo_class"]]
+        reorder, rq[Lo.R_SCHEDKEY] = scheduler_keys(c.scheduler, t, rq[Lo.R_PRIO])
+        rq[Lo.R_ID] = t["request_id"]
+        rq[Lo.R_IDKEY], rq[Lo.R_IDDIG] = _id_keys(t["request_id"])
+        rq[Lo.R_CSEED] = t["content_seed"].view(np.int64)
+        rq[Lo.R_SLO] = t["slo_class"]
+        rq[Lo.R_TENANT] = t["tenant"]
+        for f in (Lo.R_FIRST, Lo.R_ITLHEAD, Lo.R_ITLTAIL, Lo.R_SCHED, Lo.R_E2E, Lo.R_INST, Lo.R_SLOT):
+            rq[f] = -1
+        return reorder
+
+    # ------------------------------------------------------------ requests added while running
+    def add_requests(self, rows: RequestTable) -> np.ndarray:
+        """Append requests that arrive while the simulation runs (session follow-ups, live traffic).
+
+        ``rows`` must use this simulation's dictionary codes (build categorical codes with
+        ``sim.table.code(column, name)``) and prefix groups the table already knows; every
+        arrival must be >= the current clock.  Each request enters through the cluster
+        event queue as an arrival (then admission and routing, as a workload request),
+        with the next event sequence number, as BLIS pushes closed-loop follow-ups.
+        Returns the new requests' row indices.
+        """
+        k = len(rows)
+        if k == 0:
+            return np.zeros(0, np.int64)
+        arr = rows["arrival_us"].astype(np.int64)
+        now = int(self.glob[Lo.G_CLOCK])
+        if int(arr.min()) < now:
+            raise ValueError(f"add_requests: arrival_us must be >= the current clock {now}, got {int(arr.min())}")
+        if len(self.table.group_seeds) < len(self.table.names["prefix_group"]) or \
+                int(rows["prefix_group"].max()) >= len(self.table.group_seeds):
+            raise ValueError("add_requests: prefix_group codes must be groups the workload already has")
+        longest = int((rows["input_len"].astype(np.int64) + rows["output_len"]).max())
+        if longest > self.max_request_tokens and not (0 < self.cfg.max_model_len <= self.max_request_tokens):
+            raise ValueError(f"add_requests: input_len + output_len must be <= {self.max_request_tokens} "
+                             f"(EngineConfig.max_request_tokens), got {longest}")
+        lo = self.n_requests
+        need = lo + k
+        if need > self.rq.shape[1]:
+            cap = max(need, 2 * self.rq.shape[1], 64)
+            grown = np.zeros((Lo.NRF, cap), np.int64)
+            grown[:, :lo] = self.rq[:, :lo]
+            self.rq = grown
+        block = np.zeros((Lo.NRF, k), np.int64)
+        reorder = self._fill_rq(block, rows)
+        if reorder != bool(self.cfg_arr[Lo.C_SCHED]):  # pragma: no cover - same scheduler both times
+            raise RuntimeError("add_requests: scheduler reorder flag changed")
+        self.rq[:, lo:need] = block
+        self.n_requests = need
+        self._added.append(rows)
+        idx = np.arange(lo, need, dtype=np.int64)
+        for r, ta in zip(idx.tolist(), arr.tolist()):
+            self.push_cluster_event(ta, Lo.CP_ARRIVAL, r)
+        return idx
+
+    def _finalize_requests(self):
+        """Trim the request rows to those in use and fold added requests into ``self.table``."""
+        if self.n_requests != self.rq.shape[1]:
+            self.rq = np.ascontiguousarray(self.rq[:, :self.n_requests])
+        if self._added:
+            t = self.table
+            cols = {name: np.concatenate([t.cols[name]] + [a.cols[name] for a in self._added])
+                    for name in t.cols}
+            self.table = RequestTable(cols, t.names, t.group_seeds)
+            self._added = []
 
     # ------------------------------------------------------------ growth
     @staticmethod
@@ -319,6 +403,45 @@ class Simulation:
         ``progress``, if given, is called as ``progress(requests_finished)`` every
         ``events_per_update`` events (the engine pauses briefly to report).
         """
+        self._drive(progress, events_per_update)
+        return self.finish()
+
+    def advance_to(self, t: int) -> None:
+        """Process every event at or before time ``t`` and stop (for live, wall-clock driven runs).
+
+        Later calls continue from there; ``add_requests`` may inject arrivals at times >= the
+        clock between calls.  ``finish()`` builds the results.
+        """
+        self.glob[Lo.G_STOP_AT] = min(int(t), INT64_MAX)
+        try:
+            self._drive(None, 0)
+        finally:
+            self.glob[Lo.G_STOP_AT] = INT64_MAX
+
+    def next_event_time(self) -> int:
+        """Time of the earliest pending event (INT64_MAX if none)."""
+        t = INT64_MAX
+        if self.glob[Lo.G_ARR_CURSOR] < len(self.arrival_order):
+            t = int(self.rq[Lo.R_ARRIVAL, self.arrival_order[self.glob[Lo.G_ARR_CURSOR]]])
+        if self.glob[Lo.G_CHLEN] > 0:
+            t = min(t, int(self.cev[0][0, 0]))
+        for i in range(self.ins.shape[0]):
+            if self.ins[i, Lo.I_HLEN] > 0:
+                t = min(t, int(self.ev[0][i, 0]))
+        return t
+
+    def finish(self):
+        """Checks and the :class:`~blis.results.SimResults` of the run so far."""
+        if int(self.ins[:, Lo.I_SLOT_OVF].sum()) > 0:
+            raise RuntimeError("engine: a request's KV block list exceeded its capacity "
+                               f"({self.kv[7].shape[2]} blocks); results would be wrong -- please report this run")
+        if self.gateway is not None:
+            self.gateway.finalize(self)
+        self._finalize_requests()
+        from blis.results import SimResults
+        return SimResults.from_simulation(self)
+
+    def _drive(self, progress, events_per_update):
         if progress is not None:
             self.glob[Lo.G_BUDGET] = events_per_update
         while True:
@@ -343,15 +466,13 @@ class Simulation:
             elif status == Lo.NEED_EVENT:
                 self.gateway.on_event(self, int(self.glob[Lo.G_PENDING_KIND]), int(self.glob[Lo.G_PENDING_REQ]))
                 self.glob[Lo.G_DECISION] = 1
+            elif status == Lo.NEED_FIN:
+                done = self.scratch[9][:int(self.glob[Lo.G_FIN_N])].copy()
+                self.glob[Lo.G_FIN_N] = 0
+                for hook in self.finish_hooks:
+                    hook(self, done)
             else:  # pragma: no cover - defensive
                 raise RuntimeError(f"engine returned unknown status {status}")
-        if int(self.ins[:, Lo.I_SLOT_OVF].sum()) > 0:
-            raise RuntimeError("engine: a request's KV block list exceeded its capacity "
-                               f"({self.kv[7].shape[2]} blocks); results would be wrong -- please report this run")
-        if self.gateway is not None:
-            self.gateway.finalize(self)
-        from blis.results import SimResults
-        return SimResults.from_simulation(self)
 
     # ------------------------------------------------------------ Python-side hooks
     def push_cluster_event(self, t: int, prio: int, r: int) -> None:

@@ -250,7 +250,7 @@ def _itl_release(itl, glob, rq, r, commit, ins, i):
 @njit
 def _fin(glob, scratch, cfg, r):
     """Note that request r reached a terminal state (for tenant in-flight accounting)."""
-    if cfg[C_TENANT_CAP] > 0:
+    if cfg[C_TENANT_CAP] > 0 or cfg[C_FIN_HOOK] != 0:
         scratch[9][glob[G_FIN_N]] = r
         glob[G_FIN_N] += 1
 
@@ -1020,6 +1020,8 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, c
     n_inst = cfg[C_NINST]
     n_req = arrival_order.shape[0]
     horizon = cfg[C_HORIZON]
+    if glob[G_STOP_AT] < horizon:
+        horizon = glob[G_STOP_AT]  # live stepping: stop early without changing horizon semantics
     max_seqs = cfg[C_MAX_SEQS]
     ht, hk, hr = ev
     ct, ck, cr = cev
@@ -1069,6 +1071,15 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, c
                 # the arrival consumed seq (cur+1) implicitly: arrivals are pushed first in BLIS
                 continue
             r = cr[0, 0]
+            if prio == CP_ARRIVAL:
+                # an arrival injected while running (session follow-up, live request): same path
+                if glob[G_CHLEN] + 2 > ct.shape[1]:
+                    glob[G_GROW] = GROW_CHEAP
+                    return GROW
+                heap_pop_nb(ct, ck, cr, g2, np.int64(0), np.int64(G_CHLEN))
+                glob[G_CLOCK] = tc
+                _cpush(cev, glob, tc + cfg[C_ADMIT_LAT], np.int64(CP_ADMISSION), r)
+                continue
             if cfg[C_TRACE] != 0 and (glob[G_TR_ADM_N] >= wr[6].shape[0] or glob[G_TR_RT_N] >= wr[8].shape[0]):
                 glob[G_GROW] = GROW_TRACE
                 return GROW
@@ -1175,9 +1186,12 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, c
             return GROW
         _instance_event(rq, ins, ev, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, lat, bi, scratch)
         if glob[G_FIN_N] > 0:
-            fin = scratch[9]
-            for k in range(glob[G_FIN_N]):
-                t = rq[R_TENANT, fin[k]]
-                if t > 0 and rq[R_INST, fin[k]] >= 0:
-                    wr[4][t] -= 1
+            if cfg[C_TENANT_CAP] > 0:
+                fin = scratch[9]
+                for k in range(glob[G_FIN_N]):
+                    t = rq[R_TENANT, fin[k]]
+                    if t > 0 and rq[R_INST, fin[k]] >= 0:
+                        wr[4][t] -= 1
+            if cfg[C_FIN_HOOK] != 0:
+                return NEED_FIN  # Python reads scratch[9][:G_FIN_N] and resets G_FIN_N
             glob[G_FIN_N] = 0

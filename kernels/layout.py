@@ -144,7 +144,8 @@ C_TS_THRESHOLD = 25  # tier-shed overload threshold (EffectiveLoad)
 C_TS_MIN_PRI = 26    # tier-shed min admitted priority
 C_TENANT_CAP = 27    # tenant budgets: total capacity (instances x max-num-seqs); 0 = off
 C_TRACE = 28         # decision tracing on (1) / off (0)
-NCFG = 29
+C_FIN_HOOK = 29      # 1 = hand terminal requests to Python after each instance event (NEED_FIN)
+NCFG = 30
 
 # float configuration: cfgf[CF_*]
 CF_ALPHA0 = 0        # QueueingTime = clamp(alpha0 + alpha1 * input_len)
@@ -193,7 +194,8 @@ G_FIN_N = 16         # requests that reached a terminal state during the current
 G_TR_ADM_N = 17      # admission trace records
 G_TR_RT_N = 18       # routing trace records
 G_PENDING_KIND = 19  # priority of the cluster event handed to Python
-NG = 20
+G_STOP_AT = 20       # return DONE before any event later than this (live stepping); INT64_MAX = never
+NG = 21
 
 # admission reasons (trace records)
 AR_ADMITTED = 0
@@ -224,6 +226,7 @@ NEED_ROUTE = 2
 NEED_ADMIT = 3
 PAUSE = 4
 NEED_EVENT = 5
+NEED_FIN = 6         # requests in scratch[9][:glob[G_FIN_N]] reached a terminal state (C_FIN_HOOK)
 
 GROW_HEAP = 1
 GROW_WQ = 2
