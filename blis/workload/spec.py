@@ -259,7 +259,11 @@ class InferencePerfSpec:
 
 @dataclass
 class ServeGenDataSpec:
-    """``servegen_data:`` block (data files are not loaded by this version)."""
+    """``servegen_data:`` block: a ServeGen directory loaded into cohorts at expansion (§4.14).
+
+    ``window_duration_secs`` (<= 0 = 600) and ``drain_timeout_secs`` (< 0 = 180)
+    shape the periods; ``time_window``, ``span_start`` and ``span_end`` are
+    parsed but unused, as in BLIS."""
 
     path: str = ""
     time_window: str = ""
@@ -1164,15 +1168,21 @@ def expand_workload_spec(spec: WorkloadSpec, where: Optional[str] = None, *, val
 
     Runs the checks of :func:`validate_workload_spec` first (``validate=False``
     skips ``Validate`` but not the source and inference-perf checks).
-    ``servegen_data`` is rejected: this version does not read ServeGen files.
+    ``servegen_data`` is loaded into cohorts (:mod:`blis.workload.servegen`, §4.14)
+    with ``aggregate_rate`` 0 (absolute rate mode), as BLIS does.
     """
     where = _where(spec, where)
     _check_sources(spec, where)
     work = _with_inference_perf(spec, where, warn=True)
     if work.servegen_data is not None and not work.clients and not work.cohorts:
-        raise ConfigError(f"{where}: servegen_data must be converted first (this version does not load ServeGen "
-                          f"data files), got path {work.servegen_data.path!r}; valid: clients, cohorts, "
-                          f"inference_perf")
+        from .servegen import load_servegen_cohorts
+
+        try:
+            cohorts, category = load_servegen_cohorts(work.servegen_data, int(work.seed))
+        except ConfigError as e:
+            raise ConfigError(f"{where}: loading ServeGen data: {e}") from None
+        work = _carry(work, replace(work, cohorts=cohorts, aggregate_rate=0.0,
+                                    category=category or work.category))
     clients = [copy.copy(c) for c in work.clients]
     for c in clients:  # BLIS upgrades again after expansion (a no-op for v2 specs)
         if work.version in ("", "1") and c.slo_class in V1_SLO_CLASSES:
