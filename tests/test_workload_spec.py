@@ -733,8 +733,8 @@ def test_closed_loop_single_shot_clients_default_to_a_300s_deadline():
 
 
 def test_unsupported_sources_fail_loudly():
-    with pytest.raises(ConfigError, match=r"servegen_data must be converted first .* got path "
-                                          r"'data/servegen/language'"):
+    with pytest.raises(ConfigError, match=r"loading ServeGen data: servegen_data.path must be a readable "
+                                          r"directory, got 'data/servegen/language'"):
         generate_spec_requests(load_workload_spec(SPECS / "servegen.yaml"), 10**9)
     conc = parse_workload_spec(_text(_spec_yaml([C(), C(id="u", concurrency=2, rate_fraction=0)])))
     with pytest.raises(ConfigError, match=r"client 'u' concurrency must be 0 .* got 2"):
