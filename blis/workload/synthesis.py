@@ -447,6 +447,133 @@ def generate_client_nb(state, cap, horizon,
     return arr[:n].copy(), inl[:n].copy(), outl[:n].copy()
 
 
+@njit
+def generate_client_resume_nb(state, cap, horizon, limit, resume,
+                              a_kind, a_params, a_seq,
+                              i_kind, i_params, i_values, i_cdf,
+                              o_kind, o_params, o_values, o_cdf,
+                              win_start, win_end, token_space):
+    """:func:`generate_client_nb` in time slices: generates arrivals ``< min(limit, horizon)``
+    and can be called again with a larger ``limit`` to continue the same stream.
+
+    ``resume`` (int64[4]: clock, pending IAT or 0, requests so far, done flag)
+    carries the loop state between calls; an IAT drawn but not yet used is
+    kept pending, so the draws are exactly those of one uninterrupted run.
+    """
+    capacity = 1024
+    arr = np.empty(capacity, np.int64)
+    inl = np.empty(capacity, np.int64)
+    outl = np.empty(capacity, np.int64)
+    cursor = np.zeros(1, np.int64)
+    n_win = win_start.shape[0]
+    last_end = np.int64(0)
+    for w in range(n_win):
+        if win_end[w] > last_end:
+            last_end = win_end[w]
+    t = resume[0]
+    pending = resume[1]
+    total = resume[2]
+    n = 0
+    while resume[3] == 0:
+        if t >= horizon or (cap > 0 and total >= cap):
+            resume[3] = 1
+            break
+        if pending == 0:
+            iat = sample_iat_nb(state, a_kind, a_params, a_seq, cursor)
+            if iat == 0:
+                resume[3] = 1
+                break
+            if iat >= horizon - t:
+                resume[3] = 1
+                break
+        else:
+            iat = pending
+        if iat >= limit - t:  # belongs to a later slice
+            pending = iat
+            break
+        pending = 0
+        t += iat
+        if n_win > 0:
+            inside = False
+            for w in range(n_win):
+                if t >= win_start[w] and t < win_end[w]:
+                    inside = True
+                    break
+            if not inside:
+                if t >= last_end:
+                    resume[3] = 1
+                    break
+                continue
+        li = sample_length_nb(state, i_kind, i_params, i_values, i_cdf)
+        lo = sample_length_nb(state, o_kind, o_params, o_values, o_cdf)
+        skip_intn_nb(state, token_space, li + lo)
+        if n == capacity:
+            capacity *= 2
+            arr2 = np.empty(capacity, np.int64)
+            inl2 = np.empty(capacity, np.int64)
+            outl2 = np.empty(capacity, np.int64)
+            arr2[:n] = arr[:n]
+            inl2[:n] = inl[:n]
+            outl2[:n] = outl[:n]
+            arr, inl, outl = arr2, inl2, outl2
+        arr[n] = t
+        inl[n] = li
+        outl[n] = lo
+        n += 1
+        total += 1
+    resume[0] = t
+    resume[1] = pending
+    resume[2] = total
+    return arr[:n].copy(), inl[:n].copy(), outl[:n].copy()
+
+
+def _plain(c) -> bool:
+    return not _gen.is_multi_turn(c) and _get(c, "multimodal") is None
+
+
+def _generate_sliced(clients, rates, workload_rng, horizon_us, max_requests, cap, prefix_len):
+    """Plain single-shot clients, generated in time slices until ``max_requests`` arrivals are known.
+
+    Every client's stream is advanced only up to a common time bound ``T``;
+    once at least ``max_requests`` arrivals lie before ``T`` (or every client
+    has finished), the first ``max_requests`` arrivals are final: any request
+    not generated yet arrives at or after ``T``.  The output equals one
+    uninterrupted run per client (same draws, same rows) without generating
+    requests that the final truncation would drop."""
+    todo = []
+    for idx, c in enumerate(clients):
+        if rates[idx] <= 0:
+            continue
+        client_seed = workload_rng.int63()
+        state = go_seed_nb(client_seed)
+        a, s_in, s_out = _client_samplers(c, rates[idx])
+        wins = _windows(c)
+        todo.append(dict(idx=idx, seed=client_seed, state=state, a=a, s_in=s_in, s_out=s_out,
+                         i_params=s_in.params.copy(), o_params=s_out.params.copy(),
+                         ws=np.array([w[0] for w in wins], np.int64), we=np.array([w[1] for w in wins], np.int64),
+                         resume=np.zeros(4, np.int64), chunks=[]))
+    total_rate = sum(rates[d["idx"]] for d in todo)
+    limit = int(min(float(horizon_us), max(1.0, 1.05 * max_requests / total_rate))) if total_rate > 0 else horizon_us
+    while True:
+        count = 0
+        for d in todo:
+            if d["resume"][3] == 0:
+                a, s_in, s_out = d["a"], d["s_in"], d["s_out"]
+                d["chunks"].append(generate_client_resume_nb(
+                    d["state"], cap, horizon_us, limit, d["resume"], a.kind, a.params, a.seq,
+                    s_in.kind, d["i_params"], s_in.values, s_in.cdf,
+                    s_out.kind, d["o_params"], s_out.values, s_out.cdf, d["ws"], d["we"], MAX_TOKEN_ID))
+            count += int(d["resume"][2])
+        if count >= max_requests or all(d["resume"][3] for d in todo) or limit >= horizon_us:
+            break
+        limit = min(horizon_us, limit * 2)
+    parts = []
+    for d in todo:
+        arr, inl, outl = (np.concatenate([ch[k] for ch in d["chunks"]]) for k in range(3))
+        parts.append((d, arr, inl, outl))
+    return parts
+
+
 def _get(obj, name, default=None):
     if isinstance(obj, dict):
         return obj.get(name, default)
@@ -600,6 +727,19 @@ def generate_requests(spec, horizon_us: int = INT64_MAX, max_requests: Optional[
         cap = 2 * max_requests if blis_client_cap else max_requests
     else:
         cap = 0
+
+    if max_requests > 0 and not blis_client_cap and all(_plain(c) for c in clients):
+        parts = []
+        for d, arr, inl, outl in _generate_sliced(clients, rates, workload_rng, horizon_us, max_requests, cap,
+                                                  prefix_len):
+            c = clients[d["idx"]]
+            g = _get(c, "prefix_group", "") or ""
+            plen = prefix_len.get(g, 0) if g else 0
+            parts.append(_gen.Part(d["idx"], d["seed"], arr, inl + plen, outl, prefix_len=plen, group=g,
+                                   streaming=bool(_get(c, "streaming", False)),
+                                   deadline_us=_gen.deadlines(arr, _get(c, "timeout"), _gen.is_closed_loop(c)),
+                                   slo_target_us=int(_get(c, "slo_target_us", 0) or 0)))
+        return build_table(parts, seed, clients, prefix_len, max_requests)
 
     parts = []
     for idx, c in enumerate(clients):
