@@ -20,8 +20,10 @@ and ``streaming`` of a client are always written), floats in Go's shortest
   spec's share of the total rate (plain concatenation when the total is 0);
   category from the first spec; cohorts, seed, ``num_requests`` and
   ``horizon`` are not carried over.
-* ``blis convert servegen`` is recognised but not supported by this version
-  (the ServeGen data loader is not implemented yet).
+* ``blis convert servegen --path <dir> [--window-duration-seconds 600]
+  [--drain-timeout-seconds 180] [--time midnight|morning|afternoon]``: the
+  ServeGen directory's cohorts (:mod:`blis.workload.servegen`), seed 42,
+  ``aggregate_rate`` 0; ``--time`` keeps one period's cohorts (language data only).
 
 Each also accepts ``--output PATH`` (blis extension) to write the YAML to a
 file (atomically) instead of stdout.
@@ -125,10 +127,57 @@ def emit_yaml(node: _Map) -> str:
 # ---------------------------------------------------------------------------
 # WorkloadSpec -> node tree (BLIS's struct order and omitempty rules)
 # ---------------------------------------------------------------------------
+def _yaml_v3_less(a: str, b: str) -> bool:
+    """yaml.v3's map-key order for two string keys: runs of digits compare as numbers
+    (``"50" < "100"``), letters sort after digits, otherwise by code point."""
+    digits = False
+    for i in range(min(len(a), len(b))):
+        x, y = a[i], b[i]
+        if x == y:
+            digits = x.isdigit()
+            continue
+        xl, yl = x.isalpha(), y.isalpha()
+        if xl and yl:
+            return x < y
+        if xl or yl:
+            return xl if digits else yl
+        an = bn = 0
+        if x == "0" or y == "0":
+            j = i - 1
+            while j >= 0 and a[j].isdigit():
+                if a[j] != "0":
+                    an = bn = 1
+                    break
+                j -= 1
+        ai = i
+        while ai < len(a) and a[ai].isdigit():
+            an = an * 10 + (ord(a[ai]) - 48)
+            ai += 1
+        bi = i
+        while bi < len(b) and b[bi].isdigit():
+            bn = bn * 10 + (ord(b[bi]) - 48)
+            bi += 1
+        if an != bn:
+            return an < bn
+        if ai != bi:
+            return ai < bi
+        return x < y
+    return len(a) < len(b)
+
+
+def yaml_v3_sorted(keys) -> List[str]:
+    """String map keys in the order yaml.v3's ``Marshal`` writes them."""
+    import functools
+
+    return sorted((str(k) for k in keys),
+                  key=functools.cmp_to_key(lambda a, b: -1 if _yaml_v3_less(a, b) else (1 if _yaml_v3_less(b, a)
+                                                                                        else 0)))
+
+
 def _dist(d) -> _Map:
     m = _Map([("type", _s(d.type))])
     if d.params:
-        m.append(("params", _Map((str(k), _f(d.params[k])) for k in sorted(d.params))))
+        m.append(("params", _Map((str(k), _f(d.params[k])) for k in yaml_v3_sorted(d.params))))
     if getattr(d, "file", ""):
         m.append(("file", _s(d.file)))
     return m
@@ -305,7 +354,7 @@ def spec_node(spec) -> _Map:
     targets = getattr(spec, "goodput_slo_targets", None) or {}
     if targets:
         g = _Map()
-        for cls in sorted(targets):
+        for cls in yaml_v3_sorted(targets):
             t = targets[cls]
             tm = _Map()
             for key in ("ttft_ms", "itl_ms", "e2e_ms"):
@@ -451,6 +500,33 @@ def _inference_perf(ns) -> str:
     return validated_yaml(convert_inference_perf(ns.spec))
 
 
+def convert_servegen(path: str, window_duration_secs: int = 600, drain_timeout_secs: int = 180,
+                     time_filter: str = ""):
+    """BLIS's ``ConvertServeGen`` (+ ``--time``): the directory's cohorts in a v2 spec (seed 42,
+    aggregate_rate 0).  ``time_filter`` keeps the cohorts ``<period>-*`` (language data only)."""
+    from blis.workload import spec as S
+    from blis.workload.servegen import load_servegen_cohorts
+
+    if not path:
+        raise ConfigError("--path: ServeGen path must not be empty")
+    sg = S.ServeGenDataSpec(path=str(path), window_duration_secs=int(window_duration_secs),
+                            drain_timeout_secs=int(drain_timeout_secs))
+    try:
+        cohorts, category = load_servegen_cohorts(sg, 42)
+    except ConfigError as e:
+        raise ConfigError(f"ServeGen conversion failed: loading ServeGen data from {path}: {e}") from None
+    spec = S.WorkloadSpec(version="2", seed=42, category=category, aggregate_rate=0.0, cohorts=cohorts)
+    if category == "reasoning" and time_filter:
+        raise ConfigError(f"--time must be empty for reasoning workloads (reasoning data has no periods), got "
+                          f"{time_filter!r}")
+    if time_filter:
+        spec.cohorts = [k for k in cohorts if k.id.startswith(time_filter + "-")]
+        if not spec.cohorts:
+            raise ConfigError(f"--time {time_filter}: no cohorts found for that period; generated cohorts: "
+                              f"{', '.join(k.id for k in cohorts)}")
+    return spec
+
+
 def _servegen(ns) -> str:
     if ns.window_duration_seconds <= 0:
         raise ConfigError(f"--window-duration-seconds must be > 0, got {ns.window_duration_seconds}")
@@ -460,8 +536,7 @@ def _servegen(ns) -> str:
         raise ConfigError(f"--time must be one of: midnight, morning, afternoon (got {ns.time!r})")
     if not ns.path:
         raise ConfigError("--path is required (a ServeGen data directory)")
-    raise ConfigError("convert servegen: not supported by this version yet (the ServeGen data loader is not "
-                      "implemented); valid subcommands now: preset, inference-perf")
+    return validated_yaml(convert_servegen(ns.path, ns.window_duration_seconds, ns.drain_timeout_seconds, ns.time))
 
 
 def _compose(ns) -> str:
@@ -503,7 +578,7 @@ def _convert_args(p: argparse.ArgumentParser) -> None:
     pi.add_argument("--spec", default="", help="YAML file with an inference_perf section (required)")
     pi.add_argument("--output", default="", help="write to this file instead of stdout")
     pi.set_defaults(_convert=_inference_perf, _convert_name="inference-perf")
-    ps = sub.add_parser("servegen", help="a ServeGen data directory as a v2 spec (not supported yet)")
+    ps = sub.add_parser("servegen", help="a ServeGen data directory as a v2 spec (cohorts)")
     ps.add_argument("--path", default="", help="ServeGen data directory")
     ps.add_argument("--window-duration-seconds", type=int, default=600)
     ps.add_argument("--drain-timeout-seconds", type=int, default=180)
@@ -519,7 +594,7 @@ def _compose_args(p: argparse.ArgumentParser) -> None:
 
 def add_subparsers(subparsers) -> None:
     """Register ``convert`` and ``compose`` on a ``blis`` subparsers object; ``ns._run(ns)`` runs them."""
-    c = subparsers.add_parser("convert", help="convert presets / inference-perf specs to v2 workload specs",
+    c = subparsers.add_parser("convert", help="convert presets / inference-perf specs / ServeGen data to v2 workload specs",
                               description="Convert external workload formats to a v2 workload spec (stdout).")
     _convert_args(c)
     c.set_defaults(_run=run_convert)

@@ -167,11 +167,11 @@ def test_convert_inference_perf_errors(tmp_path, capsys):
     assert rc == 1 and "increase rate or duration" in err
 
 
-def test_convert_servegen_is_reported_unsupported(tmp_path, capsys):
-    rc, out, err = _cli(capsys, "convert", "servegen", "--path", str(tmp_path))
-    assert rc == 1 and out == "" and "not supported by this version" in err
-    rc, _, err = _cli(capsys, "convert", "servegen", "--path", str(tmp_path), "--time", "noon")
-    assert rc == 1 and "--time must be one of" in err
+def test_convert_servegen_validates_its_flags_first(tmp_path, capsys):
+    rc, out, err = _cli(capsys, "convert", "servegen", "--path", str(tmp_path), "--time", "noon")
+    assert rc == 1 and out == "" and "--time must be one of" in err
+    rc, out, err = _cli(capsys, "convert", "servegen", "--path", str(tmp_path))  # empty directory
+    assert rc == 1 and out == "" and "no chunk-*-trace.csv files found" in err
 
 
 # ---------------------------------------------------------------------------

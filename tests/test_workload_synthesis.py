@@ -312,10 +312,10 @@ def test_timeout_field_of_a_client_sets_deadlines():
 
 
 def test_unsupported_clients_and_bad_distributions_raise_config_errors():
-    c = ClientSpec(id="r", rate_fraction=1, arrival=ArrivalSpec("poisson"), reasoning={"multi_turn": {}},
+    c = ClientSpec(id="r", rate_fraction=1, arrival=ArrivalSpec("poisson"), prefix_length=-1,
                    input_distribution=DistSpec("constant", {"value": 1}),
                    output_distribution=DistSpec("constant", {"value": 1}))
-    with pytest.raises(ConfigError, match="client 'r': reasoning must be empty"):
+    with pytest.raises(ConfigError, match="client 'r': prefix_length must be >= 0, got -1"):
         generate_requests(WorkloadSpec(aggregate_rate=1, num_requests=1, clients=[c]))
     with pytest.raises(ConfigError, match="type must be a known distribution, got 'zipf'; valid: gaussian"):
         make_length_sampler("zipf", {})

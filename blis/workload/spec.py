@@ -53,6 +53,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from ..errors import ConfigError
+from . import generator as _gen
 from . import synthesis as _syn
 from .distributions import (
     ARRIVAL_PROCESSES,
@@ -258,7 +259,11 @@ class InferencePerfSpec:
 
 @dataclass
 class ServeGenDataSpec:
-    """``servegen_data:`` block (data files are not loaded by this version)."""
+    """``servegen_data:`` block: a ServeGen directory loaded into cohorts at expansion (§4.14).
+
+    ``window_duration_secs`` (<= 0 = 600) and ``drain_timeout_secs`` (< 0 = 180)
+    shape the periods; ``time_window``, ``span_start`` and ``span_end`` are
+    parsed but unused, as in BLIS."""
 
     path: str = ""
     time_window: str = ""
@@ -1163,15 +1168,21 @@ def expand_workload_spec(spec: WorkloadSpec, where: Optional[str] = None, *, val
 
     Runs the checks of :func:`validate_workload_spec` first (``validate=False``
     skips ``Validate`` but not the source and inference-perf checks).
-    ``servegen_data`` is rejected: this version does not read ServeGen files.
+    ``servegen_data`` is loaded into cohorts (:mod:`blis.workload.servegen`, §4.14)
+    with ``aggregate_rate`` 0 (absolute rate mode), as BLIS does.
     """
     where = _where(spec, where)
     _check_sources(spec, where)
     work = _with_inference_perf(spec, where, warn=True)
     if work.servegen_data is not None and not work.clients and not work.cohorts:
-        raise ConfigError(f"{where}: servegen_data must be converted first (this version does not load ServeGen "
-                          f"data files), got path {work.servegen_data.path!r}; valid: clients, cohorts, "
-                          f"inference_perf")
+        from .servegen import load_servegen_cohorts
+
+        try:
+            cohorts, category = load_servegen_cohorts(work.servegen_data, int(work.seed))
+        except ConfigError as e:
+            raise ConfigError(f"{where}: loading ServeGen data: {e}") from None
+        work = _carry(work, replace(work, cohorts=cohorts, aggregate_rate=0.0,
+                                    category=category or work.category))
     clients = [copy.copy(c) for c in work.clients]
     for c in clients:  # BLIS upgrades again after expansion (a no-op for v2 specs)
         if work.version in ("", "1") and c.slo_class in V1_SLO_CLASSES:
@@ -1225,16 +1236,9 @@ def _generate_custom(spec: WorkloadSpec, horizon_us: int, max_requests: int):
                                    where=f"{where} input_distribution")
         s_out = make_length_sampler(c.output_distribution.type, c.output_distribution.params,
                                     where=f"{where} output_distribution")
-        wins = c.lifecycle or []
-        ws = np.array([w.start_us for w in wins], np.int64)
-        we = np.array([w.end_us for w in wins], np.int64)
-        arr, inl, outl = _syn.generate_client_nb(
-            state, cap, horizon_us, a.kind, a.params, a.seq,
-            s_in.kind, s_in.params.copy(), s_in.values, s_in.cdf,
-            s_out.kind, s_out.params.copy(), s_out.values, s_out.cdf,
-            ws, we, _syn.MAX_TOKEN_ID)
-        parts.append((idx, client_seed, arr, inl, outl))
-    return _syn._build_table(parts, seed, clients, prefix_len, max_requests)
+        parts.append(_syn.generate_client_part(idx, c, client_seed, state, a, s_in, s_out, rates[idx], horizon_us,
+                                               max_requests, cap, prefix_len))
+    return _syn.build_table(parts, seed, clients, prefix_len, max_requests)
 
 
 def _check_generatable(spec: WorkloadSpec, where: str) -> None:
@@ -1242,6 +1246,12 @@ def _check_generatable(spec: WorkloadSpec, where: str) -> None:
         if c.concurrency > 0:
             raise ConfigError(f"{where}: client {c.id!r} concurrency must be 0 for this version (closed-loop "
                               f"concurrency clients are not generated yet), got {c.concurrency}")
+    for c in spec.clients:
+        if _gen.is_multi_turn(c) and _gen.is_closed_loop(c):
+            shown = "absent (multi-turn clients default to closed-loop)" if c.closed_loop is None else "true"
+            raise ConfigError(f"{where}: client {c.id!r} closed_loop must be false for this version (closed-loop "
+                              f"sessions are not generated yet; open-loop sessions pre-stamp every round), "
+                              f"got {shown}; valid: false")
 
 
 def generate_spec_requests(spec: WorkloadSpec, horizon_us: int = INT64_MAX, max_requests: Optional[int] = None,

@@ -36,6 +36,7 @@ from ..errors import ConfigError
 from ..kernels.gorand import go_seed_nb, skip_intn_nb
 from ..kernels.jit import njit
 from ..requests import RequestTable
+from . import generator as _gen
 from ..rng import GoRand, SUBSYSTEM_WORKLOAD_GEN, derive_seed, fnv1a64, splitmix64
 from .distributions import (
     ARRIVAL_PROCESSES,
@@ -446,6 +447,133 @@ def generate_client_nb(state, cap, horizon,
     return arr[:n].copy(), inl[:n].copy(), outl[:n].copy()
 
 
+@njit
+def generate_client_resume_nb(state, cap, horizon, limit, resume,
+                              a_kind, a_params, a_seq,
+                              i_kind, i_params, i_values, i_cdf,
+                              o_kind, o_params, o_values, o_cdf,
+                              win_start, win_end, token_space):
+    """:func:`generate_client_nb` in time slices: generates arrivals ``< min(limit, horizon)``
+    and can be called again with a larger ``limit`` to continue the same stream.
+
+    ``resume`` (int64[4]: clock, pending IAT or 0, requests so far, done flag)
+    carries the loop state between calls; an IAT drawn but not yet used is
+    kept pending, so the draws are exactly those of one uninterrupted run.
+    """
+    capacity = 1024
+    arr = np.empty(capacity, np.int64)
+    inl = np.empty(capacity, np.int64)
+    outl = np.empty(capacity, np.int64)
+    cursor = np.zeros(1, np.int64)
+    n_win = win_start.shape[0]
+    last_end = np.int64(0)
+    for w in range(n_win):
+        if win_end[w] > last_end:
+            last_end = win_end[w]
+    t = resume[0]
+    pending = resume[1]
+    total = resume[2]
+    n = 0
+    while resume[3] == 0:
+        if t >= horizon or (cap > 0 and total >= cap):
+            resume[3] = 1
+            break
+        if pending == 0:
+            iat = sample_iat_nb(state, a_kind, a_params, a_seq, cursor)
+            if iat == 0:
+                resume[3] = 1
+                break
+            if iat >= horizon - t:
+                resume[3] = 1
+                break
+        else:
+            iat = pending
+        if iat >= limit - t:  # belongs to a later slice
+            pending = iat
+            break
+        pending = 0
+        t += iat
+        if n_win > 0:
+            inside = False
+            for w in range(n_win):
+                if t >= win_start[w] and t < win_end[w]:
+                    inside = True
+                    break
+            if not inside:
+                if t >= last_end:
+                    resume[3] = 1
+                    break
+                continue
+        li = sample_length_nb(state, i_kind, i_params, i_values, i_cdf)
+        lo = sample_length_nb(state, o_kind, o_params, o_values, o_cdf)
+        skip_intn_nb(state, token_space, li + lo)
+        if n == capacity:
+            capacity *= 2
+            arr2 = np.empty(capacity, np.int64)
+            inl2 = np.empty(capacity, np.int64)
+            outl2 = np.empty(capacity, np.int64)
+            arr2[:n] = arr[:n]
+            inl2[:n] = inl[:n]
+            outl2[:n] = outl[:n]
+            arr, inl, outl = arr2, inl2, outl2
+        arr[n] = t
+        inl[n] = li
+        outl[n] = lo
+        n += 1
+        total += 1
+    resume[0] = t
+    resume[1] = pending
+    resume[2] = total
+    return arr[:n].copy(), inl[:n].copy(), outl[:n].copy()
+
+
+def _plain(c) -> bool:
+    return not _gen.is_multi_turn(c) and _get(c, "multimodal") is None
+
+
+def _generate_sliced(clients, rates, workload_rng, horizon_us, max_requests, cap, prefix_len):
+    """Plain single-shot clients, generated in time slices until ``max_requests`` arrivals are known.
+
+    Every client's stream is advanced only up to a common time bound ``T``;
+    once at least ``max_requests`` arrivals lie before ``T`` (or every client
+    has finished), the first ``max_requests`` arrivals are final: any request
+    not generated yet arrives at or after ``T``.  The output equals one
+    uninterrupted run per client (same draws, same rows) without generating
+    requests that the final truncation would drop."""
+    todo = []
+    for idx, c in enumerate(clients):
+        if rates[idx] <= 0:
+            continue
+        client_seed = workload_rng.int63()
+        state = go_seed_nb(client_seed)
+        a, s_in, s_out = _client_samplers(c, rates[idx])
+        wins = _windows(c)
+        todo.append(dict(idx=idx, seed=client_seed, state=state, a=a, s_in=s_in, s_out=s_out,
+                         i_params=s_in.params.copy(), o_params=s_out.params.copy(),
+                         ws=np.array([w[0] for w in wins], np.int64), we=np.array([w[1] for w in wins], np.int64),
+                         resume=np.zeros(4, np.int64), chunks=[]))
+    total_rate = sum(rates[d["idx"]] for d in todo)
+    limit = int(min(float(horizon_us), max(1.0, 1.05 * max_requests / total_rate))) if total_rate > 0 else horizon_us
+    while True:
+        count = 0
+        for d in todo:
+            if d["resume"][3] == 0:
+                a, s_in, s_out = d["a"], d["s_in"], d["s_out"]
+                d["chunks"].append(generate_client_resume_nb(
+                    d["state"], cap, horizon_us, limit, d["resume"], a.kind, a.params, a.seq,
+                    s_in.kind, d["i_params"], s_in.values, s_in.cdf,
+                    s_out.kind, d["o_params"], s_out.values, s_out.cdf, d["ws"], d["we"], MAX_TOKEN_ID))
+            count += int(d["resume"][2])
+        if count >= max_requests or all(d["resume"][3] for d in todo) or limit >= horizon_us:
+            break
+        limit = min(horizon_us, limit * 2)
+    parts = []
+    for d in todo:
+        arr, inl, outl = (np.concatenate([ch[k] for ch in d["chunks"]]) for k in range(3))
+        parts.append((d, arr, inl, outl))
+    return parts
+
+
 def _get(obj, name, default=None):
     if isinstance(obj, dict):
         return obj.get(name, default)
@@ -522,13 +650,6 @@ def _client_samplers(client, rate: float) -> Tuple[ArrivalSampler, LengthSampler
 def _check_supported(clients: Sequence) -> None:
     for c in clients:
         cid = _get(c, "id", "")
-        for attr in ("reasoning", "multimodal"):
-            if _get(c, attr) is not None:
-                raise ConfigError(f"client {cid!r}: {attr} must be empty for generate_requests "
-                                  f"(single-shot clients only), got {_get(c, attr)!r}")
-        if any(ov for _, _, ov in _windows(c)):
-            raise ConfigError(f"client {cid!r}: lifecycle windows must not override trace_rate/arrival/"
-                              f"distributions in generate_requests (time-varying path not implemented)")
         frac = _get(c, "rate_fraction", 0.0) or 0.0
         if not math.isfinite(frac) or frac < 0:
             raise ConfigError(f"client {cid!r}: rate_fraction must be a finite value >= 0, got {frac!r}")
@@ -570,8 +691,10 @@ def generate_requests(spec, horizon_us: int = INT64_MAX, max_requests: Optional[
     ``spec`` is a :class:`WorkloadSpec` or any object with the same attribute
     names.  ``max_requests`` defaults to ``spec.num_requests`` (0 = no cap).
     Clients with a zero rate (concurrency clients included) generate nothing,
-    as in BLIS.  Reasoning, multimodal and per-window-override clients raise
-    :class:`ConfigError`.
+    as in BLIS.  Multimodal clients draw their modality lengths (§4.5),
+    multi-turn clients generate every round of their sessions open-loop
+    (§4.6; closed-loop filtering is :func:`blis.workload.generator.reasoning_session_table`),
+    and a spec with per-window overrides takes the time-varying path (§4.11).
 
     BLIS caps each client at ``2 * max_requests``; a client's requests past its
     ``max_requests``-th can never survive the final truncation (its own earlier
@@ -587,7 +710,7 @@ def generate_requests(spec, horizon_us: int = INT64_MAX, max_requests: Optional[
     clients = list(_get(spec, "clients", None) or [])
     seed = int(_get(spec, "seed", 0) or 0)
     if horizon_us <= 0:
-        return _build_table([], seed, [], [])
+        return build_table([], seed, [], [])
     _check_supported(clients)
     aggregate = float(_get(spec, "aggregate_rate", 0.0) or 0.0)
     if not math.isfinite(aggregate) or aggregate < 0:
@@ -595,20 +718,28 @@ def generate_requests(spec, horizon_us: int = INT64_MAX, max_requests: Optional[
 
     workload_rng = GoRand(derive_seed(seed, SUBSYSTEM_WORKLOAD_GEN))
     rates = normalize_rates(clients, aggregate)
-
-    # (a) shared prefix tokens, one list per group in order of first appearance
-    prefix_len: Dict[str, int] = {}
-    for c in clients:
-        g = _get(c, "prefix_group", "") or ""
-        if g and g not in prefix_len:
-            plen = int(_get(c, "prefix_length", 0) or 0)
-            prefix_len[g] = plen if plen > 0 else DEFAULT_PREFIX_LENGTH
-            workload_rng.skip_intn(MAX_TOKEN_ID, prefix_len[g])
+    prefix_len = draw_prefixes(clients, workload_rng)
+    if _gen.has_window_overrides(clients):
+        parts = _gen.generate_time_varying(clients, aggregate, horizon_us, workload_rng, prefix_len)
+        return build_table(parts, seed, clients, prefix_len, max_requests)
 
     if max_requests > 0:
         cap = 2 * max_requests if blis_client_cap else max_requests
     else:
         cap = 0
+
+    if max_requests > 0 and not blis_client_cap and all(_plain(c) for c in clients):
+        parts = []
+        for d, arr, inl, outl in _generate_sliced(clients, rates, workload_rng, horizon_us, max_requests, cap,
+                                                  prefix_len):
+            c = clients[d["idx"]]
+            g = _get(c, "prefix_group", "") or ""
+            plen = prefix_len.get(g, 0) if g else 0
+            parts.append(_gen.Part(d["idx"], d["seed"], arr, inl + plen, outl, prefix_len=plen, group=g,
+                                   streaming=bool(_get(c, "streaming", False)),
+                                   deadline_us=_gen.deadlines(arr, _get(c, "timeout"), _gen.is_closed_loop(c)),
+                                   slo_target_us=int(_get(c, "slo_target_us", 0) or 0)))
+        return build_table(parts, seed, clients, prefix_len, max_requests)
 
     parts = []
     for idx, c in enumerate(clients):
@@ -617,7 +748,37 @@ def generate_requests(spec, horizon_us: int = INT64_MAX, max_requests: Optional[
         client_seed = workload_rng.int63()
         state = go_seed_nb(client_seed)
         a, s_in, s_out = _client_samplers(c, rates[idx])
-        wins = _windows(c)
+        parts.append(generate_client_part(idx, c, client_seed, state, a, s_in, s_out, rates[idx], horizon_us,
+                                          max_requests, cap, prefix_len))
+    return build_table(parts, seed, clients, prefix_len, max_requests)
+
+
+def draw_prefixes(clients: Sequence, workload_rng) -> Dict[str, int]:
+    """§4.1 (a): one prefix per group, in order of first appearance (``prefix_length`` or 50 tokens)."""
+    prefix_len: Dict[str, int] = {}
+    for c in clients:
+        g = _get(c, "prefix_group", "") or ""
+        if g and g not in prefix_len:
+            plen = int(_get(c, "prefix_length", 0) or 0)
+            prefix_len[g] = plen if plen > 0 else DEFAULT_PREFIX_LENGTH
+            workload_rng.skip_intn(MAX_TOKEN_ID, prefix_len[g])
+    return prefix_len
+
+
+def generate_client_part(idx, c, client_seed, state, a, s_in, s_out, rate, horizon_us, max_requests, cap,
+                         prefix_len) -> "_gen.Part":
+    """One client's rows on the non-time-varying path (§4.5, §4.6): single-shot, multimodal or
+    multi-turn, drawing from the client stream ``state`` after the arrival sampler ``a`` was built."""
+    wins = _windows(c)
+    g = _get(c, "prefix_group", "") or ""
+    plen = prefix_len.get(g, 0) if g else 0
+    if _gen.is_multi_turn(c):
+        rcap = 2 * max_requests if max_requests > 0 else 0  # BLIS's cap: it counts rounds that are dropped
+        return _gen.generate_reasoning_client(idx, c, client_seed, state, a, plen, g, rcap, horizon_us, wins)
+    session_default = _gen.is_closed_loop(c)
+    if _get(c, "multimodal") is not None:
+        part = _gen.generate_multimodal_client(idx, c, client_seed, state, a, cap, horizon_us, wins)
+    else:
         ws = np.array([w[0] for w in wins], np.int64)
         we = np.array([w[1] for w in wins], np.int64)
         arr, inl, outl = generate_client_nb(
@@ -625,18 +786,45 @@ def generate_requests(spec, horizon_us: int = INT64_MAX, max_requests: Optional[
             s_in.kind, s_in.params.copy(), s_in.values, s_in.cdf,
             s_out.kind, s_out.params.copy(), s_out.values, s_out.cdf,
             ws, we, MAX_TOKEN_ID)
-        parts.append((idx, client_seed, arr, inl, outl))
-    return _build_table(parts, seed, clients, prefix_len, max_requests)
+        part = _gen.Part(idx, client_seed, arr, inl, outl)
+    part.input_len = part.input_len + plen
+    part.prefix_len = plen
+    part.group = g
+    part.streaming = bool(_get(c, "streaming", False))
+    part.deadline_us = _gen.deadlines(part.arrival, _get(c, "timeout"), session_default)
+    part.slo_target_us = int(_get(c, "slo_target_us", 0) or 0)
+    return part
 
 
 def _build_table(parts, seed, clients, prefix_len, max_requests: int = 0) -> RequestTable:
+    """:func:`build_table` for legacy ``(idx, client_seed, arrival, input_len, output_len)``
+    single-shot parts (input without the prefix; no deadline rule beyond ``timeout``)."""
+    out = []
+    for p in parts:
+        if isinstance(p, _gen.Part):
+            out.append(p)
+            continue
+        idx, client_seed, arr, inl, outl = p
+        c = clients[idx]
+        g = _get(c, "prefix_group", "") or ""
+        plen = prefix_len.get(g, 0) if g else 0
+        out.append(_gen.Part(idx, client_seed, arr, inl + plen, outl, prefix_len=plen, group=g,
+                             streaming=bool(_get(c, "streaming", False)),
+                             deadline_us=_deadlines(arr, _get(c, "timeout")),
+                             slo_target_us=int(_get(c, "slo_target_us", 0) or 0)))
+    return build_table(out, seed, clients, prefix_len, max_requests)
+
+
+def build_table(parts: Sequence["_gen.Part"], seed, clients, prefix_len, max_requests: int = 0) -> RequestTable:
+    """Merge per-client parts as BLIS does: stable sort by arrival (ties keep client
+    order), truncate to ``max_requests`` (0 = no cap), ids ``0..n-1``."""
     if not parts:
         t = RequestTable.empty(0)
         for name, dtype, _, _ in EXTRA_REQUEST_FIELDS:
             t.cols[name] = np.zeros(0, dtype)
         t.names["adapter"] = [""]
         return t
-    arrival = np.concatenate([p[2] for p in parts])
+    arrival = np.concatenate([p.arrival for p in parts])
     order = np.argsort(arrival, kind="stable")
     if max_requests > 0 and len(order) > max_requests:
         order = order[:max_requests]
@@ -652,31 +840,58 @@ def _build_table(parts, seed, clients, prefix_len, max_requests: int = 0) -> Req
         lst.append(value)
         return len(lst) - 1
 
-    per_client = {}
+    session_code: Dict[str, int] = {"": 0}
     cols_parts = {k: [] for k in ("input_len", "output_len", "prefix_len", "prefix_group", "deadline_us",
                                   "slo_class", "tenant", "client", "model", "streaming", "content_seed",
-                                  "slo_target_us", "adapter")}
-    for idx, client_seed, arr, inl, outl in parts:
-        c = clients[idx]
-        m = len(arr)
-        g = _get(c, "prefix_group", "") or ""
-        plen = prefix_len.get(g, 0) if g else 0
-        cols_parts["input_len"].append(inl + plen)
-        cols_parts["output_len"].append(outl)
-        cols_parts["prefix_len"].append(np.full(m, plen, np.int64))
-        cols_parts["prefix_group"].append(np.full(m, code("prefix_group", g), np.int32))
-        cols_parts["deadline_us"].append(_deadlines(arr, _get(c, "timeout")))
+                                  "slo_target_us", "adapter", "session")}
+    extra_names = sorted({k for p in parts for k in p.extras})
+    extra_dtypes = {name: dtype for name, dtype, _, _ in EXTRA_REQUEST_FIELDS}
+    extra_dtypes["round_index"] = np.int32
+    for k in extra_names:
+        cols_parts[k] = []
+    for p in parts:
+        c = clients[p.idx]
+        m = len(p.arrival)
+        cols_parts["input_len"].append(np.asarray(p.input_len, np.int64))
+        cols_parts["output_len"].append(np.asarray(p.output_len, np.int64))
+        cols_parts["prefix_len"].append(np.full(m, p.prefix_len, np.int64))
+        cols_parts["prefix_group"].append(np.full(m, code("prefix_group", p.group), np.int32))
+        dl = p.deadline_us if p.deadline_us is not None else np.zeros(m, np.int64)
+        cols_parts["deadline_us"].append(np.asarray(dl, np.int64))
         cols_parts["slo_class"].append(np.full(m, code("slo_class", _get(c, "slo_class", "") or ""), np.int32))
         cols_parts["tenant"].append(np.full(m, code("tenant", _get(c, "tenant_id", "") or ""), np.int32))
         cols_parts["client"].append(np.full(m, code("client", _get(c, "id", "") or ""), np.int32))
         cols_parts["model"].append(np.full(m, code("model", _get(c, "model", "") or ""), np.int32))
         cols_parts["adapter"].append(np.full(m, code("adapter", _get(c, "adapter", "") or ""), np.int32))
-        cols_parts["streaming"].append(np.full(m, bool(_get(c, "streaming", False)), np.bool_))
-        cols_parts["slo_target_us"].append(np.full(m, int(_get(c, "slo_target_us", 0) or 0), np.int64))
-        cols_parts["content_seed"].append(content_seeds(client_seed, m))
-        per_client[idx] = m
+        cols_parts["streaming"].append(np.full(m, bool(p.streaming), np.bool_))
+        cols_parts["slo_target_us"].append(np.full(m, int(p.slo_target_us), np.int64))
+        cols_parts["content_seed"].append(content_seeds(p.client_seed, m))
+        if p.session_index is not None and p.sessions:
+            local = np.empty(len(p.sessions), np.int32)
+            for j, sname in enumerate(p.sessions):
+                k = session_code.get(sname)
+                if k is None:
+                    k = session_code[sname] = len(names["session"])
+                    names["session"].append(sname)
+                local[j] = k
+            si = np.asarray(p.session_index, np.int64)
+            cols_parts["session"].append(np.where(si >= 0, local[np.clip(si, 0, None)], 0).astype(np.int32))
+        else:
+            cols_parts["session"].append(np.zeros(m, np.int32))
+        for k in extra_names:
+            v = p.extras.get(k)
+            cols_parts[k].append(np.zeros(m, extra_dtypes.get(k, np.int64)) if v is None
+                                 else np.asarray(v, extra_dtypes.get(k, np.int64)))
 
     cols = {k: np.concatenate(v)[order] for k, v in cols_parts.items()}
+    # only the rows that survive truncation name their sessions
+    used = np.unique(cols["session"])
+    if len(used) < len(names["session"]):
+        remap = np.zeros(len(names["session"]), np.int32)
+        kept = [0] + [int(k) for k in used if k != 0]
+        remap[kept] = np.arange(len(kept), dtype=np.int32)
+        names["session"] = [names["session"][k] for k in kept]
+        cols["session"] = remap[cols["session"]]
     cols["arrival_us"] = arrival[order]
     cols["request_id"] = np.arange(n, dtype=np.int64)
     cols["max_output_len"] = cols["output_len"].copy()
