@@ -40,6 +40,7 @@ FEED_SLOT = RNG_LEN + 1
 
 _INT32_MAX = 2147483647
 _MASK63 = np.uint64(0x7FFFFFFFFFFFFFFF)
+_MASK63_I = np.int64(0x7FFFFFFFFFFFFFFF)
 _RN = 3.442619855899
 _RE = 7.69711747013104972
 _TWO63 = 9223372036854775808.0
@@ -587,8 +588,11 @@ def skip_intn_nb(state, n, k):
     if m <= 0:
         return
     n = np.int64(n)
-    # a draw is rejected when Int31() > maxv, i.e. Int63() >= (maxv + 1) << 32
-    limit = np.uint64(_INT32_MAX - (2147483648 % n) + 1) << np.uint64(32)
+    # a draw is rejected when Int31() > maxv, i.e. Int63() >= (maxv + 1) << 32.  The words are
+    # handled as int64 (same bits, wrapping addition): Int63() is non-negative, so the signed
+    # compare is exact, and it lets LLVM vectorise the run (AVX2 has no unsigned 64-bit compare)
+    limit = np.int64(_INT32_MAX - (2147483648 % n) + 1) << np.int64(32)
+    words = state.view(np.int64)
     tap = np.int64(state[TAP_SLOT])
     feed = np.int64(state[FEED_SLOT])
     while m > 0:
@@ -597,16 +601,16 @@ def skip_intn_nb(state, n, k):
         if feed == 0:
             feed = RNG_LEN
         run = min(tap, feed, m, RNG_TAP)
-        dst = state[feed - run:feed]
-        src = state[tap - run:tap]
-        rejected = np.uint64(0)
+        dst = words[feed - run:feed]
+        src = words[tap - run:tap]
+        rejected = np.int64(0)
         for i in range(np.uint64(run)):
             x = dst[i] + src[i]
             dst[i] = x
-            rejected += (x & _MASK63) >= limit
+            rejected += np.int64((x & _MASK63_I) >= limit)
         tap -= run
         feed -= run
-        m -= run - np.int64(rejected)
+        m -= run - rejected
     state[TAP_SLOT] = np.uint64(tap % RNG_LEN)
     state[FEED_SLOT] = np.uint64(feed % RNG_LEN)
 
