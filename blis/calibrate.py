@@ -2,7 +2,8 @@
 
 spec/04-workload-io.md §8.  Inputs: a TraceV2 trace from ``blis observe``
 (``--trace-header``/``--trace-data``), the ``blis replay --results-path`` JSON
-of the same trace (``--sim-results``) and optionally the ``--record-itl`` chunk
+of the same trace (``--sim-results``; or ``blis serve --results-path``, paired by
+``x-request-id``) and optionally the ``--record-itl`` chunk
 times (``--itl-data``).  Output: BLIS's calibration report JSON (``--report``)
 and, with ``--plot PNG``, a figure of the observed and simulated TTFT, E2E and
 ITL distributions.
@@ -92,6 +93,8 @@ def load_sim_results(path) -> List[Dict[str, Any]]:
                 "model": str(row.get("model", "") or ""),
                 "itl_mean_us": float(row.get("itl_mean_us", 0.0) or 0.0),
             })
+            if row.get("x_request_id"):
+                out[-1]["x_request_id"] = str(row["x_request_id"])
         except (TypeError, ValueError) as e:
             raise ConfigError(f"--sim-results {str(path)!r}: item {i} has a bad value ({e})") from None
     return out
@@ -571,6 +574,25 @@ def _sim_cache_hit_rate(path: str) -> Optional[float]:
     return None if v is None else float(v)
 
 
+def align_by_x_request_id(trace, sim_results: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Re-key simulated results by the trace's ``request_id`` through the ``x-request-id`` header
+    when every result carries one (``blis serve --results-path``: the server numbers requests in
+    its own arrival order) and the trace has the column; results whose id is not in the trace get
+    negative ids (unmatched).  Otherwise the results are returned unchanged."""
+    if not sim_results or not all(sr.get("x_request_id") for sr in sim_results):
+        return list(sim_results)
+    r = trace.records
+    if "x_request_id" not in r:
+        return list(sim_results)
+    by_xid = {str(x): int(i) for x, i in zip(r["x_request_id"].tolist(), r["request_id"].tolist()) if x}
+    out = []
+    for k, sr in enumerate(sim_results):
+        row = dict(sr)
+        row["request_id"] = by_xid.get(sr["x_request_id"], -1 - k)
+        out.append(row)
+    return out
+
+
 def calibrate(trace, sim_results: Sequence[Dict[str, Any]], opts: Optional[CalibrationOptions] = None,
               itl: Optional[Dict[int, List[Tuple[int, int]]]] = None) -> Tuple[Dict[str, Any], Pairs]:
     """The full calibration report for a trace and its simulated results (``blis calibrate``)."""
@@ -595,6 +617,7 @@ def calibrate(trace, sim_results: Sequence[Dict[str, Any]], opts: Optional[Calib
                     ("--ttft-mape-threshold", opts.ttft_mape_threshold)):
         if not math.isfinite(v) or v < 0:
             raise ConfigError(f"{flag} must be a finite number >= 0, got {v}")
+    sim_results = align_by_x_request_id(trace, sim_results)
     pairs = prepare_pairs(trace, sim_results, warmup, rtt, bw, itl)
     if pairs.matched == 0:
         raise ConfigError("No matching request IDs found between trace and sim results - check that both files "

@@ -206,10 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Replay a TraceV2 trace through the simulator.")
     _sim_flags(rep)
     _replay_flags(rep)
-    from blis import calibrate, convert, observe, plot, sweep
+    from blis import calibrate, convert, observe, plot, serve, sweep
 
     observe.add_subparser(sub)
     calibrate.add_subparser(sub)
+    serve.add_subparser(sub)         # blis serve: simulated instances over HTTP
     convert.add_subparsers(sub)      # "convert" and "compose"
     sweep.add_subparser(sub)         # blis sweep SWEEP.yaml
     plot.add_subparser(sub)          # blis plot SUMMARY.parquet

@@ -617,6 +617,20 @@ def _timeout(rq, ins, ev, wq, bt, kv, itl, glob, i, r, t):
         ins[i, I_STEP_PENDING] = 1
 
 
+
+@njit
+def cancel_request_nb(rq, ins, ev, wq, bt, kv, itl, glob, r, t):
+    """Abort request r at time t (its client went away): as a deadline timeout, it leaves the
+    wait queue or the running batch and releases its KV blocks (state ST_TIMED_OUT).  Returns 1
+    if r was queued or running at an instance, else 0 (nothing changed).  Callers make room for
+    one more instance event first (a step may be scheduled)."""
+    i = rq[R_INST, r]
+    st = rq[R_STATE, r]
+    if i < 0 or (st != ST_QUEUED and st != ST_RUNNING):
+        return 0
+    _timeout(rq, ins, ev, wq, bt, kv, itl, glob, i, r, t)
+    return 1
+
 @njit
 def _instance_event(rq, ins, ev, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, lat, i, scratch):
     ht, hk, hr = ev
