@@ -548,6 +548,16 @@ def _trace_export(ns, table, res, mode):
     last = np.where(has, arrival + ttft + res.cols["itl_sum_us"], 0)
     seed = getattr(ns, "_workload_seed", ns.seed)
     header = make_header(mode, workload_seed=seed) if mode == "generated" else make_header(mode)
+    full = res.request_table
+    if full is not None and len(full) > len(table):
+        if mode == "generated":  # run exports every fresh arrival, session follow-ups included, in clock order
+            order = np.argsort(res.cols["arrival_us"], kind="stable")
+            from blis.requests import RequestTable
+            table = RequestTable({k: v[order] for k, v in full.cols.items()}, full.names, full.group_seeds)
+            status, first, last = status[order], first[order], last[order]
+        else:  # replay exports only the initially injected requests
+            k = len(table)
+            status, first, last = status[:k], first[:k], last[:k]
     export_simulation_trace(table, status.astype(object), first, last, ns.trace_output, header=header)
 
 

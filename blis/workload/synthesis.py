@@ -702,6 +702,8 @@ def apply_timeout(table: RequestTable, timeout_s: int) -> None:
         table.cols["deadline_us"] = table["arrival_us"] + np.int64(timeout_s) * 1_000_000
     else:
         table.cols["deadline_us"] = np.zeros(len(table), np.int64)
+    if getattr(table, "sessions", None) is not None:  # and every session blueprint's timeout
+        table.sessions.set_timeout(timeout_s * 1_000_000 if timeout_s > 0 else 0)
 
 
 def _bounded(max_requests: int, horizon_us: int) -> None:
