@@ -449,6 +449,10 @@ def build_run_workload(ns):
 
     if ns.concurrency < 0:
         raise ConfigError(f"--concurrency: must be >= 0, got {ns.concurrency}")
+    if ns.think_time_ms < 0:
+        raise ConfigError(f"--think-time-ms: must be >= 0, got {ns.think_time_ms}")
+    if ns.concurrency > 0 and "rate" in ns._explicit:
+        raise ConfigError("--concurrency and --rate are mutually exclusive; use one or the other")
     if ns.workload_spec:
         from blis.workload.spec import workload_from_spec_file
         if ns.concurrency > 0:
@@ -464,11 +468,24 @@ def build_run_workload(ns):
             timeout_s=ns.timeout if "timeout" in ex else None, with_spec=True)
         ns._workload_seed = int(spec.seed)
         return table, horizon
-    if ns.concurrency > 0:
-        raise ConfigError("--concurrency: closed-loop workloads are not supported by this version yet")
     if ns.timeout == 0:
         raise ConfigError("--timeout: must be positive (seconds) or negative to disable, got 0")
     horizon = ns.horizon
+    if ns.concurrency > 0:  # closed-loop virtual users (BLIS: takes precedence over --workload)
+        if ns.num_requests < 0:
+            raise ConfigError(f"--num-requests must be >= 0, got {ns.num_requests}")
+        if ns.prefix_tokens < 0:
+            raise ConfigError(f"--prefix-tokens must be >= 0, got {ns.prefix_tokens}")
+        params = syn.DistributionParams(
+            num_requests=ns.num_requests if "num_requests" in ns._explicit else 0,
+            prompt_tokens=ns.prompt_tokens,
+            prompt_tokens_stdev=ns.prompt_tokens_stdev, prompt_tokens_min=ns.prompt_tokens_min,
+            prompt_tokens_max=ns.prompt_tokens_max, output_tokens=ns.output_tokens,
+            output_tokens_stdev=ns.output_tokens_stdev, output_tokens_min=ns.output_tokens_min,
+            output_tokens_max=ns.output_tokens_max, prefix_tokens=ns.prefix_tokens,
+            concurrency=ns.concurrency, think_time_ms=ns.think_time_ms)
+        table = syn.synthesize_distribution(params, seed=ns.seed, horizon_us=horizon, timeout_s=ns.timeout)
+        return table, horizon
     if ns.workload == "distribution":
         params = syn.DistributionParams(
             rate=ns.rate, num_requests=ns.num_requests, prompt_tokens=ns.prompt_tokens,

@@ -481,7 +481,7 @@ def generate_session_workload(spec, horizon_us: int, max_requests: int):
         if c.reasoning is not None and c.reasoning.multi_turn is not None and not is_closed_loop(c):
             raise ConfigError(f"client {c.id!r}: closed_loop must be true (or absent) for multi-turn clients in "
                               "this version (open-loop reasoning is not generated yet), got false")
-        if c.multimodal is not None:
+        if getattr(c, "multimodal", None) is not None:
             raise ConfigError(f"client {c.id!r}: multimodal must be empty for closed-loop workloads in this "
                               f"version, got {c.multimodal!r}")
         if any(ov for _, _, ov in _syn._windows(c)):
@@ -523,7 +523,7 @@ def generate_session_workload(spec, horizon_us: int, max_requests: int):
         client_seed = rng.int63()
         state = go_seed_nb(client_seed)
         where = f"client {c.id!r}"
-        if c.custom_arrival is not None:
+        if getattr(c, "custom_arrival", None) is not None:
             a = c.custom_arrival.make_sampler(GoRand(int(int63_nb(state))))
         else:
             a = make_arrival_sampler(c.arrival.process, rates[idx], cv=c.arrival.cv, shape=c.arrival.shape,
