@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import bisect
 import logging
-import math
 from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence
 
