@@ -450,6 +450,10 @@ def build_run_workload(ns):
 
     if ns.concurrency < 0:
         raise ConfigError(f"--concurrency: must be >= 0, got {ns.concurrency}")
+    if ns.think_time_ms < 0:
+        raise ConfigError(f"--think-time-ms: must be >= 0, got {ns.think_time_ms}")
+    if ns.concurrency > 0 and "rate" in ns._explicit:
+        raise ConfigError("--concurrency and --rate are mutually exclusive; use one or the other")
     if ns.workload_spec:
         from blis.workload.spec import workload_from_spec_file
         if ns.concurrency > 0:
@@ -465,11 +469,24 @@ def build_run_workload(ns):
             timeout_s=ns.timeout if "timeout" in ex else None, with_spec=True)
         ns._workload_seed = int(spec.seed)
         return table, horizon
-    if ns.concurrency > 0:
-        raise ConfigError("--concurrency: closed-loop workloads are not supported by this version yet")
     if ns.timeout == 0:
         raise ConfigError("--timeout: must be positive (seconds) or negative to disable, got 0")
     horizon = ns.horizon
+    if ns.concurrency > 0:  # closed-loop virtual users (BLIS: takes precedence over --workload)
+        if ns.num_requests < 0:
+            raise ConfigError(f"--num-requests must be >= 0, got {ns.num_requests}")
+        if ns.prefix_tokens < 0:
+            raise ConfigError(f"--prefix-tokens must be >= 0, got {ns.prefix_tokens}")
+        params = syn.DistributionParams(
+            num_requests=ns.num_requests if "num_requests" in ns._explicit else 0,
+            prompt_tokens=ns.prompt_tokens,
+            prompt_tokens_stdev=ns.prompt_tokens_stdev, prompt_tokens_min=ns.prompt_tokens_min,
+            prompt_tokens_max=ns.prompt_tokens_max, output_tokens=ns.output_tokens,
+            output_tokens_stdev=ns.output_tokens_stdev, output_tokens_min=ns.output_tokens_min,
+            output_tokens_max=ns.output_tokens_max, prefix_tokens=ns.prefix_tokens,
+            concurrency=ns.concurrency, think_time_ms=ns.think_time_ms)
+        table = syn.synthesize_distribution(params, seed=ns.seed, horizon_us=horizon, timeout_s=ns.timeout)
+        return table, horizon
     if ns.workload == "distribution":
         params = syn.DistributionParams(
             rate=ns.rate, num_requests=ns.num_requests, prompt_tokens=ns.prompt_tokens,
@@ -549,6 +566,16 @@ def _trace_export(ns, table, res, mode):
     last = np.where(has, arrival + ttft + res.cols["itl_sum_us"], 0)
     seed = getattr(ns, "_workload_seed", ns.seed)
     header = make_header(mode, workload_seed=seed) if mode == "generated" else make_header(mode)
+    full = res.request_table
+    if full is not None and len(full) > len(table):
+        if mode == "generated":  # run exports every fresh arrival, session follow-ups included, in clock order
+            order = np.argsort(res.cols["arrival_us"], kind="stable")
+            from blis.requests import RequestTable
+            table = RequestTable({k: v[order] for k, v in full.cols.items()}, full.names, full.group_seeds)
+            status, first, last = status[order], first[order], last[order]
+        else:  # replay exports only the initially injected requests
+            k = len(table)
+            status, first, last = status[:k], first[:k], last[:k]
     export_simulation_trace(table, status.astype(object), first, last, ns.trace_output, header=header)
 
 

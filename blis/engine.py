@@ -113,6 +113,10 @@ class Simulation:
         #: (completed, timed out, dropped); see :meth:`add_finish_hook`
         self.finish_hooks = []
         self._build()
+        if getattr(table, "sessions", None) is not None:  # closed-loop sessions drive follow-up rounds
+            from blis.workload.sessions import SessionManager
+            self.sessions = SessionManager(table.sessions)
+            self.sessions.attach(self)
 
     def add_finish_hook(self, hook: Callable) -> None:
         """Call ``hook(sim, rows)`` with the row indices of requests that reach a terminal state at an
@@ -283,6 +287,9 @@ class Simulation:
         rq[Lo.R_CSEED] = t["content_seed"].view(np.int64)
         rq[Lo.R_SLO] = t["slo_class"]
         rq[Lo.R_TENANT] = t["tenant"]
+        rq[Lo.R_CTXP] = t["context_parent"]
+        rq[Lo.R_CTXLEN] = t["context_len"]
+        rq[Lo.R_DONE_TICK] = -1
         for f in (Lo.R_FIRST, Lo.R_ITLHEAD, Lo.R_ITLTAIL, Lo.R_SCHED, Lo.R_E2E, Lo.R_INST, Lo.R_SLOT):
             rq[f] = -1
         return reorder
@@ -310,9 +317,12 @@ class Simulation:
             raise ValueError("add_requests: prefix_group codes must be groups the workload already has")
         longest = int((rows["input_len"].astype(np.int64) + rows["output_len"]).max())
         if longest > self.max_request_tokens and not (0 < self.cfg.max_model_len <= self.max_request_tokens):
-            raise ValueError(f"add_requests: input_len + output_len must be <= {self.max_request_tokens} "
-                             f"(EngineConfig.max_request_tokens), got {longest}")
+            self._grow_request_tokens(longest)
         lo = self.n_requests
+        cp = rows["context_parent"]
+        if int(cp.max()) >= lo:
+            raise ValueError(f"add_requests: context_parent must be a row already in the simulation (< {lo}), "
+                             f"got {int(cp.max())}")
         need = lo + k
         if need > self.rq.shape[1]:
             cap = max(need, 2 * self.rq.shape[1], 64)
@@ -330,6 +340,27 @@ class Simulation:
         for r, ta in zip(idx.tolist(), arr.tolist()):
             self.push_cluster_event(ta, Lo.CP_ARRIVAL, r)
         return idx
+
+    def _grow_request_tokens(self, longest: int) -> None:
+        """Widen the per-request KV block lists so a request of ``longest`` tokens fits (between kernel calls)."""
+        c = self.cfg
+        B = int(c.block_size)
+        max_len = max(int(longest), 2 * self.max_request_tokens)
+        self.max_request_tokens = max_len
+        if c.max_model_len > 0:
+            max_len = min(max_len, int(c.max_model_len))
+        max_blocks = 2 * (min(int(c.total_kv_blocks), -(-max(max_len, 1) // B) + 1) + 1)
+        old = self.kv[7]
+        if max_blocks <= old.shape[2]:
+            return
+        sb = np.zeros(old.shape[:2] + (max_blocks,), old.dtype)
+        sb[:, :, :old.shape[2]] = old
+        self.kv = self.kv[:7] + (sb,) + self.kv[8:]
+        sc = list(self.scratch)
+        for k in (1, 8):
+            sc[k] = np.zeros(max_blocks + 1, sc[k].dtype)
+        self.scratch = tuple(sc)
+        self.hsc = (np.zeros(max_blocks + 1, self.hsc[0].dtype),) + self.hsc[1:]
 
     def _finalize_requests(self):
         """Trim the request rows to those in use and fold added requests into ``self.table``."""

@@ -9,7 +9,10 @@ empty string "").
 
 Token ids are *procedural*: a request's input is ``prefix_len`` tokens of its
 prefix group's shared content followed by ``input_len - prefix_len`` tokens of
-its own content (seeded by ``content_seed``); output tokens likewise.  This is
+its own content (seeded by ``content_seed``); output tokens likewise.  A
+request with a ``context_parent`` row (closed-loop session follow-ups) instead
+starts with that row's first ``context_len`` tokens (its input, then its
+output), so a multi-turn conversation's growing context hits the KV prefix cache.  This is
 equivalent to BLIS's random token ids for every cache decision (two random
 16-token blocks never collide) while costing no memory per token.
 """
@@ -38,7 +41,14 @@ REQUEST_FIELDS = [
     ("round_index", np.int32, "", "round within a session"),
     ("streaming", np.bool_, "", "streaming flag (metadata only)"),
     ("content_seed", np.uint64, "", "seed of the request's own (non-prefix) token content"),
+    # closed-loop sessions: a follow-up's input starts with its context parent's tokens
+    ("context_parent", np.int64, "", "row whose first context_len tokens (input, then output) "
+                                     "start this request's input (-1 = none)"),
+    ("context_len", np.int64, "tokens", "tokens taken from the context parent"),
 ]
+
+#: columns whose default (when absent) is not 0
+FIELD_DEFAULTS = {"context_parent": -1}
 
 CATEGORICAL = ("prefix_group", "slo_class", "tenant", "client", "model", "session")
 
@@ -51,6 +61,9 @@ class RequestTable:
     names: Dict[str, List[str]] = field(default_factory=dict)
     #: seed of each prefix group's shared content (index = prefix_group code)
     group_seeds: np.ndarray = field(default_factory=lambda: np.zeros(1, np.uint64))
+    #: closed-loop session plan (:class:`blis.workload.sessions.SessionPlan`) or None: the
+    #: simulation generates the sessions' follow-up rounds as their requests finish
+    sessions: object = None
 
     def __post_init__(self):
         for cat in CATEGORICAL:
@@ -61,7 +74,7 @@ class RequestTable:
         for name, dtype, _, _ in REQUEST_FIELDS:
             col = self.cols.get(name)
             if col is None:
-                self.cols[name] = np.zeros(n, dtype)
+                self.cols[name] = np.full(n, FIELD_DEFAULTS.get(name, 0), dtype)
             else:
                 self.cols[name] = np.ascontiguousarray(col, dtype=dtype)
                 if len(self.cols[name]) != n:
@@ -78,7 +91,7 @@ class RequestTable:
 
     @classmethod
     def empty(cls, n: int) -> "RequestTable":
-        return cls({name: np.zeros(n, dtype) for name, dtype, _, _ in REQUEST_FIELDS})
+        return cls({name: np.full(n, FIELD_DEFAULTS.get(name, 0), dtype) for name, dtype, _, _ in REQUEST_FIELDS})
 
     def code(self, column: str, value: str) -> int:
         """Dictionary code of ``value`` in ``column``, adding it if new."""
@@ -106,5 +119,18 @@ class RequestTable:
         bad = np.flatnonzero(c["prefix_len"] > c["input_len"])
         if len(bad):
             raise ValueError(f"workload: prefix_len must be <= input_len (row {int(bad[0])})")
+        parent = c["context_parent"]
+        bad = np.flatnonzero((parent >= np.arange(len(self))) | (parent < -1))
+        if len(bad):
+            raise ValueError(f"workload: context_parent must be -1 or an earlier row, got {int(parent[bad[0]])} "
+                             f"(row {int(bad[0])})")
+        has = parent >= 0
+        span = np.where(has, c["input_len"][np.maximum(parent, 0)].astype(np.int64)
+                        + c["output_len"][np.maximum(parent, 0)], 0)
+        bad = np.flatnonzero((c["context_len"] < 0) | (c["context_len"] > np.minimum(span, c["input_len"]))
+                             | (~has & (c["context_len"] != 0)))
+        if len(bad):
+            raise ValueError(f"workload: context_len must be within the parent's tokens and the input, got "
+                             f"{int(c['context_len'][bad[0]])} (row {int(bad[0])})")
         if len(np.unique(c["request_id"])) != len(self):
             raise ValueError("workload: request_id values must be unique")

@@ -8,6 +8,8 @@ from Python objects.
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List
 
@@ -188,6 +190,8 @@ class SimResults:
         cols["session"] = t["session"].copy()
         cols["round_index"] = t["round_index"].copy()
         cols["prefix_len"] = t["prefix_len"].copy()
+        if "name" in t.cols:  # closed-loop follow-ups: code into names["name"] (0 = request_<id>)
+            cols["name"] = t["name"].copy()
         gw = sim.gateway
         extra = {}
         if gw is not None:
@@ -289,7 +293,8 @@ class SimResults:
         st = c["state"]
         keep = (c["instance"] >= 0) & (st != Lo.ST_DROPPED)
         idx = np.flatnonzero(keep)
-        names = np.array([f"request_{x}" for x in c["request_id"][idx].tolist()], dtype=object)
+        all_names = self.request_names()
+        names = all_names[idx]
         order = np.lexsort((names, c["arrival_us"][idx]))
         idx = idx[order]
         slo = self.names.get("slo_class", [""])
@@ -316,7 +321,7 @@ class SimResults:
         for k in idx.tolist():
             row = {
                 "arrived_at": float(arr[k]) / 1e6,
-                "requestID": f"request_{rid[k]}",
+                "requestID": all_names[k],
                 "num_prefill_tokens": ilen[k],
                 "num_decode_tokens": olen[k],
                 "ttft_ms": (float(ttft[k]) if ttft[k] >= 0 else 0.0) / 1e3,
@@ -341,6 +346,54 @@ class SimResults:
             rows.append(row)
         return rows
 
+    def request_names(self) -> np.ndarray:
+        """Every request's name: ``request_<id>``, or BLIS's ``session_<sid>_round_<n>_<k>`` for follow-ups."""
+        c = self.cols
+        out = np.array([f"request_{x}" for x in c["request_id"].tolist()], dtype=object)
+        if "name" in c:
+            labels = self.names.get("name", [""])
+            for k in np.flatnonzero(c["name"] != 0).tolist():
+                out[k] = labels[int(c["name"][k])]
+        return out
+
+    def session_text(self) -> str:
+        """The ``=== Session Metrics ===`` block (empty without session requests)."""
+        c = self.cols
+        ses = c["session"]
+        keep = (c["instance"] >= 0) & (c["state"] != Lo.ST_DROPPED) & (ses != 0)
+        idx = np.flatnonzero(keep)
+        if not len(idx):
+            return ""
+        ttft = c["ttft_us"]
+        rnd = c["round_index"]
+        done = c["state"] == Lo.ST_COMPLETED
+        comp = c["arrival_us"].astype(np.float64) + c["e2e_us"]
+        cold, warm = [], []
+        r0_arrival, max_comp = {}, {}
+        for k in idx.tolist():
+            s = int(ses[k])
+            if ttft[k] >= 0:
+                (cold if rnd[k] == 0 else warm).append(float(ttft[k]) / 1000.0)
+            max_comp.setdefault(s, 0.0)
+            if rnd[k] == 0:
+                r0_arrival[s] = float(c["arrival_us"][k]) / 1e6 * 1000.0
+            if done[k]:
+                max_comp[s] = max(max_comp[s], comp[k] / 1000.0)
+        durations = [max_comp[s] - r0_arrival[s] for s in max_comp if s in r0_arrival
+                     and max_comp[s] - r0_arrival[s] > 0]
+        lines = ["=== Session Metrics ===", f"  Sessions: {len(max_comp)}"]
+        for label, vals in (("TTFT cold (round 0):", cold), ("TTFT warm (round≥1):", warm),
+                            ("Session duration:   ", durations)):
+            if vals:
+                v = sorted(vals)
+                mean = 0.0
+                for x in v:
+                    mean += x
+                mean /= len(v)
+                lines.append(f"  {label} mean={mean:.2f} p50={_go_pct(v, 50):.2f} p95={_go_pct(v, 95):.2f} "
+                             f"p99={_go_pct(v, 99):.2f} ms (n={len(v)})")
+        return "\n".join(lines) + "\n"
+
     def metrics_file(self) -> dict:
         """The --metrics-path document: cluster MetricsOutput + cache_hit_rate + requests."""
         o = self.metrics_output(None)
@@ -356,6 +409,8 @@ class SimResults:
         """``replay --results-path``: requests with a TTFT and an E2E, sorted by id."""
         c = self.cols
         m = (c["ttft_us"] >= 0) & (c["e2e_us"] > 0) & (c["state"] == Lo.ST_COMPLETED)
+        if "name" in c:  # follow-ups have no numeric request_<N> id
+            m &= c["name"] == 0
         idx = np.flatnonzero(m)
         idx = idx[np.argsort(c["request_id"][idx], kind="stable")]
         slo = self.names.get("slo_class", [""])
@@ -500,6 +555,7 @@ class SimResults:
         parts.append(self._per_slo_text())
         parts.append(self._per_model_text())
         parts.append(self._per_tenant_text())
+        parts.append(self.session_text())
         return "".join(parts)
 
     def shed_by_tier(self) -> dict:
@@ -611,6 +667,18 @@ class SimResults:
 
     def summary_json(self) -> str:
         return marshal_indent(self.metrics_output(None))
+
+
+def _go_pct(sorted_vals, p):
+    """BLIS's cluster ``percentile``: linear interpolation at rank p/100·(n−1), raw values."""
+    n = len(sorted_vals)
+    if n == 1:
+        return sorted_vals[0]
+    rank = p / 100.0 * (n - 1)
+    lo, hi = math.floor(rank), math.ceil(rank)
+    if lo == hi:
+        return sorted_vals[lo]
+    return sorted_vals[lo] + (rank - lo) * (sorted_vals[hi] - sorted_vals[lo])
 
 
 def _count_inversions(e: np.ndarray) -> int:

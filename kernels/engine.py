@@ -23,7 +23,7 @@ from .kvcache import (kv_allocate_nb, kv_allocate_tiered_nb, kv_cached_blocks_nb
                       kv_release_nb, kv_used_nb)
 from .latency import step_time_nb
 from .lru import lru_contains_nb, lru_record_nb
-from .prefix_hash import block_hash_nb, ht_del_nb, ht_get_nb, ht_put_nb
+from .prefix_hash import ht_del_nb, ht_get_nb, ht_put_nb, req_block_hash_nb
 from .layout import *  # noqa: F401,F403  (integer layout constants)
 
 _KEY_SHIFT = np.int64(1) << np.int64(56)
@@ -248,8 +248,9 @@ def _itl_release(itl, glob, rq, r, commit, ins, i):
 
 # ------------------------------------------------------------ instance logic
 @njit
-def _fin(glob, scratch, cfg, r):
-    """Note that request r reached a terminal state (for tenant in-flight accounting)."""
+def _fin(glob, scratch, cfg, rq, r, tick):
+    """Note that request r reached a terminal state at ``tick`` (tenant in-flight accounting, finish hooks)."""
+    rq[R_DONE_TICK, r] = tick
     if cfg[C_TENANT_CAP] > 0 or cfg[C_FIN_HOOK] != 0:
         scratch[9][glob[G_FIN_N]] = r
         glob[G_FIN_N] += 1
@@ -562,7 +563,7 @@ def _step(rq, ins, ev, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, lat, i, now
             if t_left <= cfg[C_HORIZON] and t_left > ins[i, I_LEFT_MAX]:
                 ins[i, I_LEFT_MAX] = t_left
             _record_completion(rq, ins, itl, glob, cfg, i, r)
-            _fin(glob, scratch, cfg, r)
+            _fin(glob, scratch, cfg, rq, r, t_left)
         elif mml > 0 and pi >= mml - 1:
             ins[i, I_CAPPED] += 1
             rq[R_CAPPED, r] = 1
@@ -572,7 +573,7 @@ def _step(rq, ins, ev, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, lat, i, now
             if t_left <= cfg[C_HORIZON] and t_left > ins[i, I_LEFT_MAX]:
                 ins[i, I_LEFT_MAX] = t_left
             _record_completion(rq, ins, itl, glob, cfg, i, r)
-            _fin(glob, scratch, cfg, r)
+            _fin(glob, scratch, cfg, rq, r, t_left)
         else:
             bt[i, nrem] = r
             nrem += 1
@@ -650,7 +651,7 @@ def _instance_event(rq, ins, ev, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, l
         _enqueue(rq, ins, ev, wq, cfg, i, r, t)
         st = rq[R_STATE, r]
         if st == ST_DROPPED or st == ST_TIMED_OUT:
-            _fin(glob, scratch, cfg, r)
+            _fin(glob, scratch, cfg, rq, r, t)
         if ins[i, I_STEP_PENDING] == 0 and wq_len_nb(ins, i) > 0:
             _ipush(ev, ins, i, t, np.int64(EP_STEP), np.int64(-1))
             ins[i, I_STEP_PENDING] = 1
@@ -660,7 +661,7 @@ def _instance_event(rq, ins, ev, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, l
         was = rq[R_STATE, r]
         _timeout(rq, ins, ev, wq, bt, kv, itl, glob, i, r, t)
         if was != ST_TIMED_OUT and rq[R_STATE, r] == ST_TIMED_OUT:
-            _fin(glob, scratch, cfg, r)
+            _fin(glob, scratch, cfg, rq, r, t)
 
 
 # ------------------------------------------------------------ cluster logic
@@ -748,13 +749,10 @@ def _cache_refresh(kv, ins, wr, n_inst, now, cfg, glob):
 def request_hashes_nb(rq, gseed, r, B, out):
     """Chained hashes of the full blocks of request r's input; returns their count."""
     L = rq[R_ILEN, r]
-    P = rq[R_PLEN, r]
-    gs = gseed[rq[R_GROUP, r]]
-    cs = np.uint64(rq[R_CSEED, r])
     prev = np.uint64(0)
     n = L // B
     for j in range(n):
-        prev = block_hash_nb(prev, j * B, B, P, L, gs, cs)
+        prev = req_block_hash_nb(rq, gseed, r, prev, j * B, B)
         out[j] = prev
     return n
 

@@ -23,9 +23,9 @@ import numpy as np
 from .jit import njit_hot as njit
 from .layout import (
     I_CLOG_N, I_CLOG_ON, I_CLOG_OVF, I_FREE_CNT, I_SLOT_OVF, I_FREE_HEAD, I_FREE_TAIL, I_HITS, I_MISSES, I_SLOT_FREE_N, I_TOTAL_BLOCKS,
-    R_CSEED, R_GROUP, R_ILEN, R_PI, R_PLEN, R_SLOT,
+    R_ILEN, R_PI, R_SLOT,
 )
-from .prefix_hash import block_hash_nb, ht_del_nb, ht_get_nb, ht_put_nb
+from .prefix_hash import ht_del_nb, ht_get_nb, ht_put_nb, req_block_hash_nb
 
 _ZERO = np.uint64(0)
 
@@ -149,14 +149,11 @@ def kv_cached_blocks_nb(kv, i, rq, gseed, r, B, out):
     htk = kv[5]
     htv = kv[6]
     L = rq[R_ILEN, r]
-    P = rq[R_PLEN, r]
-    gs = gseed[rq[R_GROUP, r]]
-    cs = np.uint64(rq[R_CSEED, r])
     n = L // B
     prev = _ZERO
     cnt = np.int64(0)
     for j in range(n):
-        h = block_hash_nb(prev, j * B, B, P, L, gs, cs)
+        h = req_block_hash_nb(rq, gseed, r, prev, j * B, B)
         b = ht_get_nb(htk, htv, i, h)
         if b < 0:
             break
@@ -213,9 +210,6 @@ def kv_allocate_nb(kv, ins, i, rq, gseed, r, start, end, cached, n_cached, B):
         elif free_cnt == 0:
             return False
     # ---- act
-    P = rq[R_PLEN, r]
-    gs = gseed[rq[R_GROUP, r]]
-    cs = np.uint64(rq[R_CSEED, r])
     k = np.int64(0)
     while k < npos:
         s = rq[R_SLOT, r]
@@ -242,7 +236,7 @@ def kv_allocate_nb(kv, ins, i, rq, gseed, r, start, end, cached, n_cached, B):
             if fill[i, latest] == B:
                 n_ids = sl[i, s]
                 prev = hsh[i, sb[i, s, n_ids - 2]] if n_ids >= 2 else _ZERO
-                h = block_hash_nb(prev, pos0, B, P, L, gs, cs)
+                h = req_block_hash_nb(rq, gseed, r, prev, pos0, B)
                 hsh[i, latest] = h
                 kv_ht_put_nb(kv, ins, i, h, latest)
         else:
@@ -267,7 +261,7 @@ def kv_allocate_nb(kv, ins, i, rq, gseed, r, start, end, cached, n_cached, B):
                     s = _new_slot(kv, ins, i, rq, r, start + k)
                 slot_append_nb(kv, ins, i, s, b)
                 if cnt == B and in_prefill:
-                    h = block_hash_nb(prev, start + k, B, P, L, gs, cs)
+                    h = req_block_hash_nb(rq, gseed, r, prev, start + k, B)
                     hsh[i, b] = h
                     kv_ht_put_nb(kv, ins, i, h, b)
                     prev = h
@@ -343,15 +337,12 @@ def kv_mirror_to_cpu_nb(kv, cpu, ins, i, rq, bt, blen, B, capacity):
 def _reload_prefix(kv, cpu, ins, i, rq, gseed, r, start_block, prev, B, base_lat, bw):
     ref, hsh, fill, nxt, prv, htk, htv, sb, sl, sbase, sfree = kv[:11]
     L = rq[R_ILEN, r]
-    P = rq[R_PLEN, r]
-    gs = gseed[rq[R_GROUP, r]]
-    cs = np.uint64(rq[R_CSEED, r])
     n = L // B
     max_reloads = ins[i, I_FREE_CNT]
     reloaded = False
     count = np.int64(0)
     for j in range(start_block, n):
-        h = block_hash_nb(prev, j * B, B, P, L, gs, cs)
+        h = req_block_hash_nb(rq, gseed, r, prev, j * B, B)
         if ht_get_nb(htk, htv, i, h) >= 0:
             prev = h
             continue

@@ -44,7 +44,11 @@ R_TENANT = 31        # tenant code
 R_ROUTED_AT = 32     # time the request was injected into its instance
 R_ITLMEAN_DIV = 33   # divisor used for itl_ms (set at completion)
 R_SCHEDKEY = 34      # static scheduler sort key (see blis.schedulers)
-NRF = 35
+# -- closed-loop sessions (blis.workload.sessions): context parents and terminal ticks
+R_CTXP = 35          # context parent row (-1 none): the first R_CTXLEN tokens are the parent's tokens
+R_CTXLEN = 36        # tokens taken from the context parent (parent input then its output)
+R_DONE_TICK = 37     # tick of the terminal event (completion: step end = BLIS's OnRequestDone tick); -1
+NRF = 38
 
 # ---- request states
 ST_PENDING = 0       # not yet at an instance

@@ -11,10 +11,20 @@ Token ids are procedural: token ``p`` of a request is a pure function of the
 seed of the segment that holds it (the prefix group's shared seed for
 ``p < prefix_len``, the request's content seed for the rest of the input, and a
 salted content seed for output tokens).  Hash value 0 means "no hash".
+
+Context parents (closed-loop sessions): a request whose ``R_CTXP`` row is >= 0
+starts with its parent's first ``R_CTXLEN`` tokens (the parent's input, then the
+output it actually produced); positions at or past ``R_CTXLEN`` follow the
+request's own segments.  Parents chain (round r -> r-1 -> ... -> 0), so
+:func:`req_token_nb` walks up while the position lies inside the context span.
+A full block inside the span has the parent's block hash (chained hashes of
+identical token prefixes are identical), so :func:`req_block_hash_nb` hashes
+it as the parent's block; only the block straddling the span end mixes sources.
 """
 import numpy as np
 
 from .jit import njit_hot as njit
+from .layout import R_CSEED, R_CTXLEN, R_CTXP, R_GROUP, R_ILEN, R_PLEN
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -58,6 +68,30 @@ def block_hash_nb(prev, pos0, n, prefix_len, input_len, group_seed, content_seed
     h = mix64_nb(prev ^ _CHAIN_SALT)
     for p in range(pos0, pos0 + n):
         h = mix64_nb(h ^ request_token_nb(p, prefix_len, input_len, group_seed, content_seed))
+    if h == _ZERO:
+        h = _ONE
+    return h
+
+
+@njit
+def req_token_nb(rq, gseed, r, pos):
+    """Token id at position ``pos`` of request row ``r``, following context parents."""
+    while rq[R_CTXP, r] >= 0 and pos < rq[R_CTXLEN, r]:
+        r = rq[R_CTXP, r]
+    return request_token_nb(pos, rq[R_PLEN, r], rq[R_ILEN, r], gseed[rq[R_GROUP, r]], np.uint64(rq[R_CSEED, r]))
+
+
+@njit
+def req_block_hash_nb(rq, gseed, r, prev, pos0, n):
+    """:func:`block_hash_nb` of request row ``r``'s ``n`` tokens from ``pos0``, following context parents."""
+    while rq[R_CTXP, r] >= 0 and pos0 + n <= rq[R_CTXLEN, r]:
+        r = rq[R_CTXP, r]
+    if rq[R_CTXP, r] < 0 or pos0 >= rq[R_CTXLEN, r]:
+        return block_hash_nb(prev, pos0, n, rq[R_PLEN, r], rq[R_ILEN, r], gseed[rq[R_GROUP, r]],
+                             np.uint64(rq[R_CSEED, r]))
+    h = mix64_nb(prev ^ _CHAIN_SALT)
+    for p in range(pos0, pos0 + n):
+        h = mix64_nb(h ^ req_token_nb(rq, gseed, r, p))
     if h == _ZERO:
         h = _ONE
     return h

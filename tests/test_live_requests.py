@@ -136,10 +136,13 @@ def test_requests_injected_just_in_time_match_the_same_requests_known_up_front()
     assert res.stdout_text() == upfront.stdout_text()
 
 
-def test_add_requests_rejects_arrivals_in_the_past_and_requests_too_long_for_the_kv_lists():
+def test_add_requests_rejects_arrivals_in_the_past_and_grows_the_kv_lists_for_longer_requests():
     sim = _sim(make_table([0, 5000], [10, 10], [5, 5]))
     sim.advance_to(3000)
     with pytest.raises(ValueError, match="arrival_us must be >= the current clock"):
         sim.add_requests(_rows([sim.clock - 1], [10], [2], [9], [1]))
-    with pytest.raises(ValueError, match="max_request_tokens"):
-        sim.add_requests(_rows([sim.clock + 10], [500], [2], [9], [1]))
+    before = sim.kv[7].shape[2]
+    sim.add_requests(_rows([sim.clock + 10], [500], [2], [9], [1]))  # longer than any request so far
+    assert sim.kv[7].shape[2] > before and sim.max_request_tokens >= 502
+    res = sim.run()
+    assert np.all(res.cols["state"] == Lo.ST_COMPLETED) and int(res.cols["input_tokens"][-1]) == 500

@@ -716,8 +716,11 @@ def test_multi_turn_inference_perf_maps_to_single_session_reasoning():
                for c, r in zip(staged, [2, 2, 1, 1]))
     spec = WorkloadSpec(inference_perf=ip, category="language")
     assert expand_workload_spec(spec).category == "language"  # an explicit category is kept
-    with pytest.raises(ConfigError, match="closed_loop must be false"):  # closed-loop sessions: not yet
-        generate_spec_requests(spec, 10**9, 0)
+    # closed-loop single sessions: one round-0 request and one 15-round blueprint per client
+    t = generate_spec_requests(spec, 10**9, 0)
+    assert len(t) == 4 and (t["round_index"] == 0).all() and len(set(t["session"].tolist())) == 4
+    assert [bp.max_rounds for bp in t.sessions.blueprints] == [15, 15, 15, 15]
+    assert all(bp.think_time_us == 2_000_000 and not bp.accumulate for bp in t.sessions.blueprints)
 
 
 # ---------------------------------------------------------------------------
@@ -737,9 +740,11 @@ def test_unsupported_sources_fail_loudly():
                                           r"directory, got 'data/servegen/language'"):
         generate_spec_requests(load_workload_spec(SPECS / "servegen.yaml"), 10**9)
     conc = parse_workload_spec(_text(_spec_yaml([C(), C(id="u", concurrency=2, rate_fraction=0)])))
-    with pytest.raises(ConfigError, match=r"client 'u' concurrency must be 0 .* got 2"):
-        generate_spec_requests(conc)
-    with pytest.raises(ConfigError, match="closed_loop must be false, got true|closed_loop must be false"):
+    t = generate_spec_requests(conc, 10**7, 0)  # concurrency clients: one seed per user plus a session plan
+    assert sorted(t.names["session"][s] for s in t["session"].tolist() if s) == ["concurrency_u_user_0",
+                                                                                 "concurrency_u_user_1"]
+    assert len(t.sessions.blueprints) == 2 and all(bp.unlimited for bp in t.sessions.blueprints)
+    with pytest.raises(ConfigError, match="time-varying"):
         generate_spec_requests(load_workload_spec(SPECS / "all_keys.yaml"))
     with pytest.raises(ConfigError, match=r"num_requests must be >= 0, got -1"):
         generate_spec_requests(conc, 10, -1)

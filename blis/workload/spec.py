@@ -1242,25 +1242,17 @@ def _generate_custom(spec: WorkloadSpec, horizon_us: int, max_requests: int):
 
 
 def _check_generatable(spec: WorkloadSpec, where: str) -> None:
-    for c in spec.clients:
-        if c.concurrency > 0:
-            raise ConfigError(f"{where}: client {c.id!r} concurrency must be 0 for this version (closed-loop "
-                              f"concurrency clients are not generated yet), got {c.concurrency}")
-    for c in spec.clients:
-        if _gen.is_multi_turn(c) and _gen.is_closed_loop(c):
-            shown = "absent (multi-turn clients default to closed-loop)" if c.closed_loop is None else "true"
-            raise ConfigError(f"{where}: client {c.id!r} closed_loop must be false for this version (closed-loop "
-                              f"sessions are not generated yet; open-loop sessions pre-stamp every round), "
-                              f"got {shown}; valid: false")
+    """Nothing left to refuse here: concurrency and closed-loop multi-turn clients go to
+    :mod:`blis.workload.sessions` (see :func:`generate_spec_requests`)."""
 
 
 def generate_spec_requests(spec: WorkloadSpec, horizon_us: int = INT64_MAX, max_requests: Optional[int] = None,
                            where: Optional[str] = None):
     """Expand ``spec`` (cohorts, inference_perf), validate it and generate its requests as BLIS does.
 
-    ``max_requests`` defaults to ``spec.num_requests`` (0 = no cap).  Raises
-    :class:`ConfigError` for what the generator does not support yet
-    (sessions, concurrency, multimodal, per-window overrides, ServeGen data).
+    ``max_requests`` defaults to ``spec.num_requests`` (0 = no cap).
+    Closed-loop multi-turn and concurrency clients yield their first rounds and a
+    ``table.sessions`` plan; the simulation generates the follow-ups.
     """
     where = _where(spec, where)
     if max_requests is None:
@@ -1278,6 +1270,11 @@ def generate_spec_requests(spec: WorkloadSpec, horizon_us: int = INT64_MAX, max_
             c = replace(c, timeout=_syn.DEFAULT_TIMEOUT_US)
         clients.append(c)
     expanded = replace(expanded, clients=clients)
+    from . import sessions as _sessions
+    if _sessions.needs_sessions(clients):  # closed loop: round 0 / seeds now, follow-ups while simulating
+        table, plan = _sessions.generate_session_workload(expanded, int(horizon_us), int(max_requests))
+        table.sessions = plan
+        return table
     if any(c.custom_arrival is not None for c in clients) and not getattr(_syn, "SUPPORTS_CUSTOM_ARRIVAL", False):
         return _generate_custom(expanded, int(horizon_us), int(max_requests))
     return _syn.generate_requests(expanded, int(horizon_us), int(max_requests))
