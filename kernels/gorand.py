@@ -591,7 +591,9 @@ def skip_intn_nb(state, n, k):
     # a draw is rejected when Int31() > maxv, i.e. Int63() >= (maxv + 1) << 32.  The words are
     # handled as int64 (same bits, wrapping addition): Int63() is non-negative, so the signed
     # compare is exact, and it lets LLVM vectorise the run (AVX2 has no unsigned 64-bit compare)
-    limit = np.int64(_INT32_MAX - (2147483648 % n) + 1) << np.int64(32)
+    # when 2^31 % n == 0, (maxv + 1) << 32 is 2^63: past every Int63(), so nothing is rejected
+    never = 2147483648 % n == 0
+    limit = _MASK63_I if never else np.int64(_INT32_MAX - (2147483648 % n) + 1) << np.int64(32)
     words = state.view(np.int64)
     tap = np.int64(state[TAP_SLOT])
     feed = np.int64(state[FEED_SLOT])
@@ -608,6 +610,8 @@ def skip_intn_nb(state, n, k):
             x = dst[i] + src[i]
             dst[i] = x
             rejected += np.int64((x & _MASK63_I) >= limit)
+        if never:
+            rejected = 0
         tap -= run
         feed -= run
         m -= run - rejected
