@@ -702,14 +702,19 @@ def _allocate_tiered(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_cached
     hsh = kv[1]
     sb = kv[7]
     sl = kv[8]
-    k0 = n_cached
-    prev = hsh[i, cached[n_cached - 1]] if n_cached > 0 else _ZERO
     s = rq[R_SLOT, r]
     owned = sl[i, s] if s >= 0 else 0
-    if owned > k0:
-        k0 = owned
-        prev = hsh[i, sb[i, s, owned - 1]]
-    if _reload_prefix(kv, cpu, ins, i, rq, gseed, r, k0, prev, B, base_lat, bw):
+    reloaded = False
+    # the scan covers prompt blocks k0 .. L//B - 1 and reloads nothing without a free GPU
+    # block: skip it (decode steps, a full GPU) without touching the hash chain
+    if max(n_cached, owned) < rq[R_ILEN, r] // B and ins[i, I_FREE_CNT] > 0:
+        k0 = n_cached
+        prev = hsh[i, cached[n_cached - 1]] if n_cached > 0 else _ZERO
+        if owned > k0:
+            k0 = owned
+            prev = hsh[i, sb[i, s, owned - 1]]
+        reloaded = _reload_prefix(kv, cpu, ins, i, rq, gseed, r, k0, prev, B, base_lat, bw)
+    if reloaded:
         nc = kv_cached_blocks_nb(kv, i, rq, gseed, r, B, newc)
         new_start = nc * B
         if new_start > start:

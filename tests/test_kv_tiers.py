@@ -12,6 +12,8 @@ release, MirrorToCPU after a step, the step consuming the pending transfer laten
   tier reloaded nothing; what a reload leaves behind when the GPU allocation then
   fails is BLIS's behaviour too, and is pinned down exactly;
 * reload semantics on a hand-built scenario.
+* the incremental MirrorToCPU against BLIS's plain pass (same LRU order, counters and GPU
+  state after every operation; also whole engine runs).
 
 Engine level (``Simulation`` with the toy linear backend): the step after a reload
 is longer by exactly ``k * (base + ceil(B / bandwidth))``; hit rate and thrashing
