@@ -16,7 +16,7 @@ import numpy as np
 
 from blis.kernels import layout as Lo
 from blis.kernels.engine import run_nb
-from blis.kernels.kvcache import kv_init_nb, make_kv_arrays
+from blis.kernels.kvcache import kv_init_nb, make_cpu_tier_arrays, make_kv_arrays
 from blis.kernels.lru import lru_init_nb, make_lru_arrays
 from blis.batch_formation import BATCH_FORMATIONS
 from blis.errors import ConfigError
@@ -172,7 +172,9 @@ class Simulation:
         for i in range(ni):
             kv_init_nb(self.kv, ins, i, nb)
 
-        self.cpu = make_lru_arrays(ni, max(int(c.kv_cpu_blocks), 1))
+        tier = int(c.kv_cpu_blocks) > 0
+        self.cpu = make_cpu_tier_arrays(ni, max(int(c.kv_cpu_blocks), 1), n_slots if tier else 1,
+                                        max_blocks if tier else 1)
         for i in range(ni):
             lru_init_nb(self.cpu, i)
 

@@ -304,33 +304,321 @@ def kv_release_nb(kv, ins, i, rq, r):
 # for its content.
 
 from .layout import I_CPU_EVICT, I_CPU_HITS, I_CPU_MIRROR, I_CPU_MISSES, I_PENDING_LAT  # noqa: E402
-from .lru import lru_contains_nb, lru_store_nb, lru_touch_nb  # noqa: E402
+from .lru import (lru_append_nb, lru_contains_nb, lru_evict_head_nb, lru_insert_before_nb,  # noqa: E402
+                  lru_linked_nb, lru_new_node_nb, lru_touch_nb, lru_unlink_nb, make_lru_arrays)
+
+# Cheap exact mirroring.  The plain pass touches every full block of the batch every step.
+# Its result is fixed by far less: after a pass the LRU list is "cold entries (in order)
+# + D(batch)", D = the batch's hashes ordered by last occurrence (batch order, then block
+# order).  Which entry a store evicts depends only on the cold part as long as it is not
+# used up, and the order inside D matters only once an entry leaves the batch.  So in
+# incremental mode the entries of the last mirrored batch ("live", count > 0 = number of
+# occurrences) stay off the list; each request slot keeps the CPU nodes of the blocks it
+# has contributed (its list only grows while the request holds the slot).  A pass then:
+#   1. for the slots of the last batch that are gone (or re-let: per-slot tenancy counter
+#      bumped by kv_allocate_tiered_nb), decrements counts in last-batch order; an entry
+#      reaching 0 left the batch: it is linked at the end of the cold part, exactly where
+#      the plain pass leaves it (before entries reloads touched since: the "Y" segment);
+#   2. processes only the blocks added since (new requests, grown ones) in batch order:
+#      cold entry -> unlinked (live), absent -> stored (evicting the cold head), live -> +1;
+#   3. unlinks the entries of Y that are live again.
+# It runs only when stores cannot reach past the cold entries that precede D (lower bound
+# checked before any change), else the list is rebuilt exactly and the plain pass runs
+# (which re-enters incremental mode when no touched entry was evicted).  The exact order is
+# recoverable at any time (cpu_tier_order).
+#
+# cpu tuple = lru arrays (7) + cnt int32[n, cap] (occurrences in the last batch),
+# msb int32[n, slots, max_blocks] (nodes each slot contributed), sm int64[n, slots, 5]
+# (_SM_*), mbt int32[n, slots] (slots of the last batch, in order), tm int64[n, 8] (_TM_*).
+_SM_LEN, _SM_GEN, _SM_TGEN, _SM_CUR, _SM_CONT = 0, 1, 2, 3, 4
+#: incremental mode on, Y start node + 1 (0 = empty), reload touches since the pass, present
+#: nodes off the list, slots in mbt, incremental passes tried, incremental mode disabled
+#: (tests), incremental passes that fell back to the plain pass
+_TM_MODE, _TM_YMARK, _TM_YTOUCH, _TM_NUNL, _TM_MBN, _TM_PASS, _TM_OFF, _TM_FALLBACK = 0, 1, 2, 3, 4, 5, 6, 7
+
+
+def make_cpu_tier_arrays(n_rows, capacity, n_slots, max_blocks):
+    """The CPU tier tuple (all state starts at zero; call lru_init_nb on each row)."""
+    lru = make_lru_arrays(n_rows, capacity)
+    cap = lru[0].shape[1]
+    return lru + (np.zeros((n_rows, cap), np.int32), np.zeros((n_rows, n_slots, max_blocks), np.int32),
+                  np.zeros((n_rows, n_slots, 5), np.int64), np.zeros((n_rows, n_slots), np.int32),
+                  np.zeros((n_rows, 8), np.int64))
+
+
+def cpu_tier_order(cpu, i):
+    """Node ids of row i's CPU-resident entries, least recent first (the exact LRU order)."""
+    prv, nxt, meta, cnt, msb, sm, mbt, tm = cpu[1], cpu[2], cpu[6], cpu[7], cpu[8], cpu[9], cpu[10], cpu[11]
+    listed = []
+    nd = int(meta[i, 0])
+    while nd >= 0:
+        listed.append(nd)
+        assert len(listed) <= cpu[0].shape[1], "CPU LRU list has a cycle"
+        nd = int(nxt[i, nd])
+    back = []
+    nd = int(meta[i, 1])
+    while nd >= 0:
+        back.append(nd)
+        assert len(back) <= cpu[0].shape[1], "CPU LRU list (backward) has a cycle"
+        nd = int(prv[i, nd])
+    assert back[::-1] == listed, "CPU LRU prev links disagree with next links"
+    if tm[i, _TM_MODE] == 0:
+        return listed
+    ym = int(tm[i, _TM_YMARK]) - 1
+    cut = listed.index(ym) if ym >= 0 else len(listed)
+    on_list = set(listed)
+    live, seen = [], set()
+    for k in range(int(tm[i, _TM_MBN]) - 1, -1, -1):
+        s = int(mbt[i, k])
+        for j in range(int(sm[i, s, _SM_LEN]) - 1, -1, -1):
+            x = int(msb[i, s, j])
+            assert cnt[i, x] > 0
+            if x not in on_list and x not in seen:
+                seen.add(x)
+                live.append(x)
+    return listed[:cut] + live[::-1] + listed[cut:]
+
+
+@njit
+def _cpu_unlink(cpu, i, nd):
+    """Take a listed node off the list (keeping the Y mark valid)."""
+    tm = cpu[11]
+    if tm[i, _TM_YMARK] == nd + 1:
+        tm[i, _TM_YMARK] = cpu[2][i, nd] + 1
+    lru_unlink_nb(cpu, i, nd)
+
+
+@njit
+def kv_cpu_touch_nb(cpu, i, h):
+    """CPU-tier touch(h) of a reload: h becomes the most recent entry."""
+    tm = cpu[11]
+    if tm[i, _TM_MODE] == 0:
+        lru_touch_nb(cpu, i, h)
+        return
+    nd = ht_get_nb(cpu[3], cpu[4], i, h)
+    if nd < 0:
+        return
+    if lru_linked_nb(cpu, i, nd):
+        _cpu_unlink(cpu, i, nd)
+    else:
+        tm[i, _TM_NUNL] -= 1
+    lru_append_nb(cpu, i, nd)
+    if tm[i, _TM_YMARK] == 0:
+        tm[i, _TM_YMARK] = nd + 1
+    tm[i, _TM_YTOUCH] += 1
+
+
+@njit
+def _cpu_store(cpu, ins, i, h, capacity, linked):
+    """store(h) of an absent hash; returns its node and the node evicted for it (or -1)."""
+    v = -1
+    if cpu[6][i, 2] >= capacity:
+        v = lru_evict_head_nb(cpu, i)
+        if v >= 0:
+            ins[i, I_CPU_EVICT] += 1
+    nd = lru_new_node_nb(cpu, i, h)
+    if linked:
+        lru_append_nb(cpu, i, nd)
+    ins[i, I_CPU_MIRROR] += 1
+    return nd, v
+
+
+@njit
+def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
+    """One MirrorToCPU pass in incremental mode; False (nothing changed) if it cannot be exact."""
+    hsh = kv[1]
+    fill = kv[2]
+    sb = kv[7]
+    sl = kv[8]
+    cnt = cpu[7]
+    msb = cpu[8]
+    sm = cpu[9]
+    mbt = cpu[10]
+    tm = cpu[11]
+    tm[i, _TM_PASS] += 1
+    ps = tm[i, _TM_PASS]
+    for k in range(blen):
+        s = rq[R_SLOT, bt[i, k]]
+        if s >= 0:
+            sm[i, s, _SM_CUR] = ps
+    mbn = tm[i, _TM_MBN]
+    for k in range(mbn):
+        s = mbt[i, k]
+        if sm[i, s, _SM_CUR] == ps and sm[i, s, _SM_GEN] == sm[i, s, _SM_TGEN]:
+            sm[i, s, _SM_CONT] = ps
+    # the new work: blocks since each slot's last pass (all of it for new tenancies)
+    work = np.int64(0)
+    for k in range(blen):
+        s = rq[R_SLOT, bt[i, k]]
+        if s < 0:
+            continue
+        n = sl[i, s]
+        for j in range(sm[i, s, _SM_LEN] if sm[i, s, _SM_CONT] == ps else 0, n):
+            b = sb[i, s, j]
+            if hsh[i, b] == _ZERO or fill[i, b] < B:
+                if j < n - 1:
+                    return False  # a block that is not full before the list end
+                break
+            work += 1
+    used = cpu[6][i, 2]
+    if used + work > capacity and used - tm[i, _TM_NUNL] - tm[i, _TM_YTOUCH] <= work:
+        return False  # evictions could reach entries of the last batch
+    # 1. entries of departed slots, in last-batch order
+    ym = tm[i, _TM_YMARK] - 1
+    for k in range(mbn):
+        s = mbt[i, k]
+        if sm[i, s, _SM_CONT] == ps:
+            continue
+        for j in range(sm[i, s, _SM_LEN]):
+            nd = msb[i, s, j]
+            c = cnt[i, nd] - 1
+            cnt[i, nd] = c
+            if c == 0 and not lru_linked_nb(cpu, i, nd):
+                lru_insert_before_nb(cpu, i, nd, ym)
+                tm[i, _TM_NUNL] -= 1
+    # 2. new blocks, in batch order then block order
+    nbt = 0
+    for k in range(blen):
+        s = rq[R_SLOT, bt[i, k]]
+        if s < 0:
+            continue
+        if sm[i, s, _SM_CONT] == ps:
+            m = sm[i, s, _SM_LEN]
+        else:
+            m = np.int64(0)
+            sm[i, s, _SM_GEN] = sm[i, s, _SM_TGEN]
+        for j in range(m, sl[i, s]):
+            b = sb[i, s, j]
+            h = hsh[i, b]
+            if h == _ZERO or fill[i, b] < B:
+                break
+            nd = ht_get_nb(cpu[3], cpu[4], i, h)
+            if nd < 0:
+                nd, v = _cpu_store(cpu, ins, i, h, capacity, False)
+                tm[i, _TM_NUNL] += 1
+            elif cnt[i, nd] == 0:
+                _cpu_unlink(cpu, i, nd)
+                tm[i, _TM_NUNL] += 1
+            cnt[i, nd] += 1
+            msb[i, s, m] = nd
+            m += 1
+        sm[i, s, _SM_LEN] = m
+        mbt[i, nbt] = s
+        nbt += 1
+    # 3. entries reloads touched since the last pass that are in the batch again
+    nd = tm[i, _TM_YMARK] - 1
+    while nd >= 0:
+        nx = cpu[2][i, nd]
+        if cnt[i, nd] > 0:
+            lru_unlink_nb(cpu, i, nd)
+            tm[i, _TM_NUNL] += 1
+        nd = nx
+    tm[i, _TM_YMARK] = 0
+    tm[i, _TM_YTOUCH] = 0
+    tm[i, _TM_MBN] = nbt
+    return True
+
+
+@njit
+def _materialize(cpu, i):
+    """Leave incremental mode: link the last batch's entries where the plain pass has them."""
+    cnt = cpu[7]
+    msb = cpu[8]
+    sm = cpu[9]
+    mbt = cpu[10]
+    tm = cpu[11]
+    at = tm[i, _TM_YMARK] - 1
+    mbn = tm[i, _TM_MBN]
+    for k in range(mbn - 1, -1, -1):  # last occurrence first, each linked before the previous
+        s = mbt[i, k]
+        for j in range(sm[i, s, _SM_LEN] - 1, -1, -1):
+            nd = msb[i, s, j]
+            if not lru_linked_nb(cpu, i, nd):
+                lru_insert_before_nb(cpu, i, nd, at)
+                at = nd
+    for k in range(mbn):
+        s = mbt[i, k]
+        for j in range(sm[i, s, _SM_LEN]):
+            cnt[i, msb[i, s, j]] = 0
+    tm[i, _TM_MODE] = 0
+    tm[i, _TM_YMARK] = 0
+    tm[i, _TM_YTOUCH] = 0
+    tm[i, _TM_NUNL] = 0
+    tm[i, _TM_MBN] = 0
+
+
+@njit
+def _mirror_plain(kv, cpu, ins, i, rq, bt, blen, B, capacity):
+    """The plain pass over a fully listed LRU; records what incremental mode needs and enters
+    it if every entry the pass touched is still resident, in last-occurrence order at the end."""
+    hsh = kv[1]
+    fill = kv[2]
+    sb = kv[7]
+    sl = kv[8]
+    cnt = cpu[7]
+    msb = cpu[8]
+    sm = cpu[9]
+    mbt = cpu[10]
+    tm = cpu[11]
+    ok = tm[i, _TM_OFF] == 0
+    nbt = 0
+    for k in range(blen):
+        s = rq[R_SLOT, bt[i, k]]
+        if s < 0:
+            continue
+        m = np.int64(0)
+        prefix = True
+        n = sl[i, s]
+        for j in range(n):
+            b = sb[i, s, j]
+            h = hsh[i, b]
+            if h == _ZERO or fill[i, b] < B:
+                prefix = False
+                continue
+            nd = ht_get_nb(cpu[3], cpu[4], i, h)
+            if nd >= 0:
+                lru_unlink_nb(cpu, i, nd)
+                lru_append_nb(cpu, i, nd)
+            else:
+                nd, v = _cpu_store(cpu, ins, i, h, capacity, True)
+                if v >= 0 and cnt[i, v] > 0:
+                    ok = False  # an entry touched by this pass was evicted by it
+            if prefix:
+                cnt[i, nd] += 1
+                msb[i, s, m] = nd
+                m += 1
+            else:
+                ok = False
+        sm[i, s, _SM_LEN] = m
+        sm[i, s, _SM_GEN] = sm[i, s, _SM_TGEN]
+        mbt[i, nbt] = s
+        nbt += 1
+    for k in range(nbt):
+        s = mbt[i, k]
+        for j in range(sm[i, s, _SM_LEN]):
+            nd = msb[i, s, j]
+            if not ok:
+                cnt[i, nd] = 0
+            elif lru_linked_nb(cpu, i, nd):
+                lru_unlink_nb(cpu, i, nd)
+                tm[i, _TM_NUNL] += 1
+    if ok:
+        tm[i, _TM_MODE] = 1
+        tm[i, _TM_YMARK] = 0
+        tm[i, _TM_YTOUCH] = 0
+        tm[i, _TM_MBN] = nbt
 
 
 @njit
 def kv_mirror_to_cpu_nb(kv, cpu, ins, i, rq, bt, blen, B, capacity):
     """MirrorToCPU(batch): every full, hashed block owned by the batch goes to (or is
-    touched on) the CPU tier, in batch order then block order."""
-    hsh = kv[1]
-    fill = kv[2]
-    sb = kv[7]
-    sl = kv[8]
-    for k in range(blen):
-        r = bt[i, k]
-        s = rq[R_SLOT, r]
-        if s < 0:
-            continue
-        for j in range(sl[i, s]):
-            b = sb[i, s, j]
-            h = hsh[i, b]
-            if h == _ZERO or fill[i, b] < B:
-                continue
-            if lru_contains_nb(cpu, i, h):
-                lru_touch_nb(cpu, i, h)
-            else:
-                if lru_store_nb(cpu, i, h, capacity):
-                    ins[i, I_CPU_EVICT] += 1
-                ins[i, I_CPU_MIRROR] += 1
+    touched on) the CPU tier, in batch order then block order (exactly; see above)."""
+    if cpu[11][i, _TM_MODE] == 1:
+        if _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
+            return
+        cpu[11][i, _TM_FALLBACK] += 1
+        _materialize(cpu, i)
+    _mirror_plain(kv, cpu, ins, i, rq, bt, blen, B, capacity)
 
 
 @njit
@@ -362,7 +650,7 @@ def _reload_prefix(kv, cpu, ins, i, rq, gseed, r, start_block, prev, B, base_lat
         kv_ht_put_nb(kv, ins, i, h, b)
         _append_free(nxt, prv, ins, i, b)
         ins[i, I_PENDING_LAT] += base_lat + np.int64(np.ceil(np.float64(B) / bw))
-        lru_touch_nb(cpu, i, h)
+        kv_cpu_touch_nb(cpu, i, h)
         ins[i, I_CPU_HITS] += 1
         reloaded = True
         count += 1
@@ -393,17 +681,31 @@ def _commit_cached(kv, ins, i, rq, r, blocks, lo, hi):
 def kv_allocate_tiered_nb(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_cached, B,
                           base_lat, bw, newc):
     """TieredKVCache.AllocateKVBlocks: reload from the CPU tier first, then allocate on the GPU."""
+    s0 = rq[R_SLOT, r]
+    ok = _allocate_tiered(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_cached, B, base_lat, bw, newc)
+    if s0 < 0 and rq[R_SLOT, r] >= 0:
+        cpu[9][i, rq[R_SLOT, r], _SM_TGEN] += 1  # a new tenancy of the slot (incremental mirror)
+    return ok
+
+
+@njit
+def _allocate_tiered(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_cached, B, base_lat, bw, newc):
     hsh = kv[1]
     sb = kv[7]
     sl = kv[8]
-    k0 = n_cached
-    prev = hsh[i, cached[n_cached - 1]] if n_cached > 0 else _ZERO
     s = rq[R_SLOT, r]
     owned = sl[i, s] if s >= 0 else 0
-    if owned > k0:
-        k0 = owned
-        prev = hsh[i, sb[i, s, owned - 1]]
-    if _reload_prefix(kv, cpu, ins, i, rq, gseed, r, k0, prev, B, base_lat, bw):
+    reloaded = False
+    # the scan covers prompt blocks k0 .. L//B - 1 and reloads nothing without a free GPU
+    # block: skip it (decode steps, a full GPU) without touching the hash chain
+    if max(n_cached, owned) < rq[R_ILEN, r] // B and ins[i, I_FREE_CNT] > 0:
+        k0 = n_cached
+        prev = hsh[i, cached[n_cached - 1]] if n_cached > 0 else _ZERO
+        if owned > k0:
+            k0 = owned
+            prev = hsh[i, sb[i, s, owned - 1]]
+        reloaded = _reload_prefix(kv, cpu, ins, i, rq, gseed, r, k0, prev, B, base_lat, bw)
+    if reloaded:
         nc = kv_cached_blocks_nb(kv, i, rq, gseed, r, B, newc)
         new_start = nc * B
         if new_start > start:

@@ -93,7 +93,7 @@ def lru_touch_nb(lru, i, h):
 def lru_store_nb(lru, i, h, capacity):
     """Insert h as most recent, evicting the least recent entry when ``capacity`` is
     reached; a present h is left where it is.  Returns True if an entry was evicted."""
-    chash, prv, nxt, htk, htv, free, meta = lru
+    chash, prv, nxt, htk, htv, free, meta = lru[:7]
     if ht_get_nb(htk, htv, i, h) >= 0:
         return False
     evicted = False
@@ -122,3 +122,67 @@ def lru_record_nb(lru, i, h, capacity):
         lru_touch_nb(lru, i, h)
         return False
     return lru_store_nb(lru, i, h, capacity)
+
+
+# ---- node-level operations (for callers that keep some present entries off the list,
+# e.g. the CPU KV tier's incremental mirror in kernels/kvcache.py)
+
+@njit
+def lru_linked_nb(lru, i, nd):
+    """Is node nd on the list?"""
+    return lru[1][i, nd] >= 0 or lru[6][i, _HEAD] == nd
+
+
+@njit
+def lru_unlink_nb(lru, i, nd):
+    _unlink(lru, i, nd)
+
+
+@njit
+def lru_append_nb(lru, i, nd):
+    _append(lru, i, nd)
+
+
+@njit
+def lru_insert_before_nb(lru, i, nd, at):
+    """Link node nd just before node ``at`` (at < 0: at the most-recent end)."""
+    if at < 0:
+        _append(lru, i, nd)
+        return
+    prv = lru[1]
+    nxt = lru[2]
+    p = prv[i, at]
+    prv[i, nd] = p
+    nxt[i, nd] = at
+    prv[i, at] = nd
+    if p >= 0:
+        nxt[i, p] = nd
+    else:
+        lru[6][i, _HEAD] = nd
+
+
+@njit
+def lru_evict_head_nb(lru, i):
+    """Drop the least recent listed entry; returns its node (-1 if the list is empty)."""
+    chash, prv, nxt, htk, htv, free, meta = lru[:7]
+    v = meta[i, _HEAD]
+    if v < 0:
+        return v
+    _unlink(lru, i, v)
+    ht_del_nb(htk, htv, i, chash[i, v])
+    meta[i, _USED] -= 1
+    free[i, meta[i, _FREE]] = v
+    meta[i, _FREE] += 1
+    return v
+
+
+@njit
+def lru_new_node_nb(lru, i, h):
+    """Register absent hash h on a free node, not linked; returns the node."""
+    chash, prv, nxt, htk, htv, free, meta = lru[:7]
+    meta[i, _FREE] -= 1
+    nd = free[i, meta[i, _FREE]]
+    chash[i, nd] = h
+    ht_put_nb(htk, htv, i, h, nd)
+    meta[i, _USED] += 1
+    return nd

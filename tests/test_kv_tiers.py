@@ -12,6 +12,8 @@ release, MirrorToCPU after a step, the step consuming the pending transfer laten
   tier reloaded nothing; what a reload leaves behind when the GPU allocation then
   fails is BLIS's behaviour too, and is pinned down exactly;
 * reload semantics on a hand-built scenario.
+* the incremental MirrorToCPU against BLIS's plain pass (same LRU order, counters and GPU
+  state after every operation; also whole engine runs).
 
 Engine level (``Simulation`` with the toy linear backend): the step after a reload
 is longer by exactly ``k * (base + ceil(B / bandwidth))``; hit rate and thrashing
@@ -30,10 +32,10 @@ from kv_views import blocks_of, free_list
 from blis.cli import main
 from blis.engine import EngineConfig, Simulation
 from blis.kernels import layout as Lo
-from blis.kernels.kvcache import (kv_allocate_tiered_nb, kv_cached_blocks_nb, kv_init_nb, kv_mirror_to_cpu_nb,
-                                  kv_release_nb, make_kv_arrays)
+from blis.kernels.kvcache import (cpu_tier_order, kv_allocate_tiered_nb, kv_cached_blocks_nb, kv_init_nb,
+                                  kv_mirror_to_cpu_nb, kv_release_nb, make_cpu_tier_arrays, make_kv_arrays)
 from blis.kernels.latency import BACKEND_LINEAR
-from blis.kernels.lru import lru_init_nb, make_lru_arrays
+from blis.kernels.lru import lru_init_nb
 from blis.latency import LatencyModel
 from blis.requests import RequestTable
 
@@ -48,10 +50,12 @@ _LRU_HEAD, _LRU_TAIL, _LRU_USED, _LRU_FREE = 0, 1, 2, 3  # kernels/lru.py meta c
 # ---------------------------------------------------------------- kernel harness
 class TieredKV:
     """Kernel state of one instance row with a CPU tier: the ``kv`` tuple (13 arrays, from
-    ``make_kv_arrays``), the CPU LRU tuple (``make_lru_arrays``), ``ins``, ``rq``, group seeds."""
+    ``make_kv_arrays``), the CPU tier tuple (``make_cpu_tier_arrays``), ``ins``, ``rq``, group seeds.
+    ``incremental=False`` keeps the CPU tier on BLIS's plain mirror pass (the reference the
+    incremental pass is checked against)."""
 
     def __init__(self, total_blocks, block_size, specs, group_seeds, cpu_blocks, base_lat=0, bw=100.0,
-                 n_inst=2):
+                 n_inst=2, incremental=True):
         self.B = block_size
         self.total = total_blocks
         self.cap = cpu_blocks
@@ -64,11 +68,12 @@ class TieredKV:
         self.max_blocks = 4 * (total_blocks + 1)
         self.kv = make_kv_arrays(n_inst, total_blocks, self.n_slots, self.max_blocks)
         assert len(self.kv) == 13
-        self.cpu = make_lru_arrays(n_inst, cpu_blocks)
+        self.cpu = make_cpu_tier_arrays(n_inst, cpu_blocks, self.n_slots, self.max_blocks)
         self.ins = np.zeros((n_inst, Lo.NIF), np.int64)
         for i in range(n_inst):
             kv_init_nb(self.kv, self.ins, i, total_blocks)
             lru_init_nb(self.cpu, i)
+            self.cpu[11][i, 6] = 0 if incremental else 1  # kvcache._TM_OFF
         rq = np.zeros((Lo.NRF, n), np.int64)
         rq[Lo.R_SLOT] = -1
         for r, (g, plen, ilen, olen, cseed) in enumerate(specs):
@@ -140,22 +145,9 @@ class TieredKV:
         return dict(zip(htk[m].tolist(), htv[m].tolist()))
 
     def cpu_list(self):
-        """CPU-resident hashes, least recent first (walks the LRU list both ways)."""
-        chash, prv, nxt, _, _, _, meta = self.cpu
-        out = []
-        nd = int(meta[ROW, _LRU_HEAD])
-        while nd >= 0:
-            out.append(int(chash[ROW, nd]))
-            assert len(out) <= self.cap, "CPU LRU list has a cycle"
-            nd = int(nxt[ROW, nd])
-        back = []
-        nd = int(meta[ROW, _LRU_TAIL])
-        while nd >= 0:
-            back.append(int(chash[ROW, nd]))
-            assert len(back) <= self.cap, "CPU LRU list (backward) has a cycle"
-            nd = int(prv[ROW, nd])
-        assert back[::-1] == out, "CPU LRU prev links disagree with next links"
-        return out
+        """CPU-resident hashes, least recent first (the exact LRU order, checking the list links)."""
+        chash = self.cpu[0][ROW]
+        return [int(chash[nd]) for nd in cpu_tier_order(self.cpu, ROW)]
 
     def cpu_table(self):
         htk, htv = self.cpu[3][ROW], self.cpu[4][ROW]
@@ -301,6 +293,88 @@ def test_block_conservation_across_tiers_after_every_operation(workload, ops):
     assert sorted(k.free_list()) == list(range(nb))
     assert int(k.ins[ROW, Lo.I_SLOT_FREE_N]) == k.n_slots
     assert_tier_invariants(k)
+
+
+# ---------------------------------------------------------------- incremental mirror == plain mirror
+def _same_state(a, b):
+    assert a.cpu_list() == b.cpu_list(), "CPU LRU order differs from the plain mirror pass"
+    assert np.array_equal(a.ins, b.ins)
+    assert np.array_equal(a.rq, b.rq)
+    for idx, (x, y) in enumerate(zip(a.kv, b.kv)):
+        assert np.array_equal(x, y), f"kv array #{idx} differs"
+
+
+@SETTINGS
+@given(tier_workloads(), st.integers(0, 48), st.lists(OPS, min_size=40, max_size=120))
+def test_incremental_mirror_matches_the_plain_pass_after_every_operation(workload, extra_cpu, ops):
+    """The incremental MirrorToCPU (kernels/kvcache.py) against BLIS's plain pass: identical LRU
+    order, counters and GPU state after every operation, from tiny (thrashing) to roomy CPU tiers."""
+    nb, B, cpu, specs, gs, base, bw = workload
+    cpu += extra_cpu
+    fast = TieredKV(nb, B, specs, gs, cpu, base, bw)
+    ref = TieredKV(nb, B, specs, gs, cpu, base, bw, incremental=False)
+    phase = ["idle"] * len(specs)
+    pi = [0] * len(specs)
+    phase_r = list(phase)
+    pi_r = list(pi)
+    for op in ops:
+        _apply(op, fast, phase, pi)
+        _apply(op, ref, phase_r, pi_r)
+        assert phase == phase_r and pi == pi_r
+        _same_state(fast, ref)
+        assert int(ref.cpu[11][ROW, 0]) == 0, "the reference must stay on the plain pass"
+    assert_tier_invariants(fast)
+
+
+def test_incremental_mirror_is_used_and_survives_departures_and_reload_touches():
+    # hand-driven: a prefix shared by two requests, one leaves, a reload touches a cold entry
+    specs = [PREFIX, SAME_PREFIX, FILLER, HOLDER]
+    ks = [TieredKV(10, B4, specs, [0, 0xC0FFEE], cpu_blocks=12, incremental=inc) for inc in (True, False)]
+
+    def both(fn):
+        out = [fn(k) for k in ks]
+        assert out[0] == out[1]
+        _same_state(*ks)
+        return out[0]
+
+    assert both(lambda k: k.allocate(0, 0, 0, 20))
+    both(lambda k: k.mirror([0]))
+    assert int(ks[0].cpu[11][ROW, 0]) == 1, "incremental mode entered after a clean pass"
+    assert both(lambda k: k.allocate(1, 0, 16, 20, k.cached(1)))
+    both(lambda k: k.mirror([0, 1]))
+    assert both(lambda k: k.allocate(1, 20, 20, 21))
+    both(lambda k: k.mirror([1, 0]))
+    both(lambda k: k.release(0))
+    both(lambda k: k.mirror([1]))
+    assert int(ks[0].cpu[11][ROW, 0]) == 1
+    both(lambda k: k.release(1))
+    assert both(lambda k: k.allocate(2, 0, 0, 24))
+    both(lambda k: k.mirror([2]))
+    assert both(lambda k: k.allocate(3, 0, 0, 16))
+    both(lambda k: k.mirror([2, 3]))
+    both(lambda k: k.release(2))
+    assert both(lambda k: k.allocate(0, 0, 16, 20, k.cached(0))) is not None
+    both(lambda k: k.mirror([3, 0]))
+    assert int(ks[0].ins[ROW, Lo.I_CPU_EVICT]) > 0
+    assert int(ks[0].cpu[11][ROW, 5]) > 0, "incremental passes ran"
+    for k in ks:
+        assert_tier_invariants(k)
+
+
+@pytest.mark.parametrize("gpu_blocks,cpu_blocks", [(24, 16), (24, 400), (40, 60), (64, 1000)])
+def test_engine_incremental_mirror_matches_the_plain_pass(gpu_blocks, cpu_blocks):
+    t = _reuse_workload()
+    cfg = EngineConfig(total_kv_blocks=gpu_blocks, block_size=16, max_num_seqs=8, kv_cpu_blocks=cpu_blocks,
+                       kv_transfer_bandwidth=4.0, kv_transfer_base_latency_us=5)
+    fast = Simulation(t, cfg, _linear())
+    ref = Simulation(t, cfg, _linear())
+    ref.cpu[11][:, 6] = 1  # kvcache._TM_OFF: plain pass only
+    rf, rr = fast.run(), ref.run()
+    for name in rr.cols:
+        assert np.array_equal(rf.cols[name], rr.cols[name]), name
+    assert np.array_equal(fast.ins, ref.ins)
+    assert rf.instances[0] == rr.instances[0]
+    assert int(fast.cpu[11][0, 5]) > 0, "incremental passes ran"
 
 
 # ---------------------------------------------------------------- failed allocations
