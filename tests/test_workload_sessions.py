@@ -222,7 +222,7 @@ def test_session_deadlines_and_slo_targets():
     assert (t["slo_target_us"][who == "c"] == 77).all() and (t["slo_target_us"][who != "c"] == 0).all()
 
 
-def test_closed_loop_sessions_are_refused_and_their_round0_split_is_available():
+def test_closed_loop_sessions_generate_round0_and_their_split_is_available():
     yaml_text = """
 version: "2"
 seed: 11
@@ -239,8 +239,8 @@ clients:
       multi_turn: {max_rounds: 3, think_time_us: 1000}
 """
     spec = parse_workload_spec(yaml_text)
-    with pytest.raises(ConfigError, match=r"client 'chat' closed_loop must be false .* got absent"):
-        generate_spec_requests(spec, 10_000_000)
+    planned = generate_spec_requests(spec, 10_000_000)  # closed loop: round 0 now, follow-ups while simulating
+    assert (planned["round_index"] == 0).all() and planned.sessions is not None
     full = generate_requests(spec, 10_000_000, 0)
     round0, sessions = G.reasoning_session_table(full, spec.clients, 11, 10_000_000, {"g": 16})
     assert (round0["round_index"] == 0).all() and len(round0) == len(full) // 3
