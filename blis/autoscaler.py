@@ -542,15 +542,21 @@ class Autoscaler:
         """Release the GPUs of instances the engine terminated since the last look."""
         n = sim.num_instances
         life = sim.ins[:n, L.I_LIFE]
-        for i in np.flatnonzero(life == L.LIFE_TERMINATED).tolist():
+        batch = [i for i in np.flatnonzero(life == L.LIFE_TERMINATED).tolist() if self.insts[i].ended_us < 0]
+        if not batch:
+            return
+        # terminations are found after the fact: record each with the state right after it
+        # (Python-side changes always reap first, so only the batch itself differs)
+        batch.sort(key=lambda i: (int(sim.ins[i, L.I_LIFE_T]), i))
+        for k, i in enumerate(batch):
             inst = self.insts[i]
-            if inst.ended_us >= 0:
-                continue
             inst.ended_us = int(sim.ins[i, L.I_LIFE_T])
             if self.placement is not None:
                 self.placement.release(inst.name)
+            later = batch[k + 1:]
+            held = sum(self.insts[j].tp for j in later if self.insts[j].gpu_type == inst.gpu_type)
             self._record(inst.ended_us, "terminated", inst.gpu_type, inst.tp, 0, "drained: queue and batch empty",
-                         inst.name)
+                         inst.name, still_draining=len(later), held_gpus=held)
 
     # ------------------------------------------------------------ collector
     def _refresh_snapshots(self, sim, now: int) -> None:
@@ -716,16 +722,16 @@ class Autoscaler:
             self._record(now, "drain", d.variant.gpu_type, d.variant.tp, -1, "scale-down", self.insts[best].name)
 
     # ------------------------------------------------------------ trace and summary
-    def _record(self, t, kind, gpu_type, tp, delta, reason, instance) -> None:
+    def _record(self, t, kind, gpu_type, tp, delta, reason, instance, still_draining=0, held_gpus=0) -> None:
         sim = self.sim
         n = sim.num_instances
         life = sim.ins[:n, L.I_LIFE]
         free = -1
-        if self.placement is not None:
-            free = self.inventory(sim).free_slots(VariantSpec(gpu_type, max(int(tp), 1))) if gpu_type else -1
+        if self.placement is not None and gpu_type:
+            free = self.inventory(sim).free_slots(VariantSpec(gpu_type, max(int(tp), 1))) - held_gpus
         self.events.append(ScaleEvent(int(t), kind, self.model, gpu_type, int(tp), int(delta), reason, instance, free,
                                       int((life == L.LIFE_ACTIVE).sum()), int((life == L.LIFE_LOADING).sum()),
-                                      int((life == L.LIFE_DRAINING).sum())))
+                                      int((life == L.LIFE_DRAINING).sum()) + still_draining))
 
     def finalize(self, sim) -> None:
         self._reap(sim)

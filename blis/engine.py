@@ -350,7 +350,8 @@ class Simulation:
                 self._grow(int(self.glob[Lo.G_GROW]))
                 self.glob[Lo.G_GROW] = 0
             elif status == Lo.NEED_ROUTE:
-                self.glob[Lo.G_DECISION] = int(self.route_fn(self, int(self.glob[Lo.G_PENDING_REQ])))
+                target = int(self.route_fn(self, int(self.glob[Lo.G_PENDING_REQ])))
+                self.glob[Lo.G_DECISION] = target if target >= 0 else -2   # -2: rejected at routing
             elif status == Lo.NEED_ADMIT:
                 ok = self.admit_fn(self, int(self.glob[Lo.G_PENDING_REQ]))
                 self.glob[Lo.G_DECISION] = 2 if ok == 2 else (1 if ok else 0)

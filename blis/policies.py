@@ -111,6 +111,8 @@ def make_route_fn(policy, scorers, sim_cfg):
     if isinstance(policy, PythonRouting):
         def route_python(sim, r):
             view = RouterView(sim, r)
+            if view.num_instances == 0:
+                return -1   # nothing routable: a routing rejection (the policy is not asked)
             pos = int(policy.route(view, r))
             if pos < 0:
                 return -1
@@ -131,6 +133,8 @@ def make_route_fn(policy, scorers, sim_cfg):
 
         view = RouterView(sim, r)
         n = view.num_instances
+        if n == 0:
+            return -1
         hashes = sim.hsc[0]
         nh = request_hashes_nb(sim.rq, sim.gseed, r, int(sim.cfg.block_size), hashes)
         total = np.zeros(n)
@@ -146,8 +150,6 @@ def make_route_fn(policy, scorers, sim_cfg):
                                  hashes, np.int64(nh), tied, sc, np.int64(r))
                 s = sc
             total += np.clip(s, 0.0, 1.0) * w
-        if n == 0:
-            return -1
         best = total.max()
         ties = np.flatnonzero(total == best)
         pos = int(ties[0]) if len(ties) == 1 else int(ties[intn_nb(sim.router_rng, np.int64(len(ties)))])

@@ -1164,11 +1164,13 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, c
                 _snapshot_refresh(ins, wr[13][pp], tc, cfg[C_SNAP_INTERVAL])
             rpos_t = np.int64(-1)
             if cfg[C_ROUTING] == ROUTE_PYTHON:
-                if glob[G_DECISION] < 0:
+                if glob[G_DECISION] == -1:
                     glob[G_PENDING_REQ] = r
                     glob[G_CLOCK] = tc
                     return NEED_ROUTE
-                target = glob[G_DECISION]
+                target = glob[G_DECISION]   # -2 = the Python policy rejected the request
+                if target < 0:
+                    target = np.int64(-1)
                 glob[G_DECISION] = -1
             elif cfg[C_ROUTING] == ROUTE_WEIGHTED:
                 nh = request_hashes_nb(rq, gseed, r, cfg[C_BLOCK], hsc[0])
