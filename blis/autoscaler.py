@@ -426,6 +426,9 @@ class _Inst:
     gpus: int = 0           # GPUs held (0 without node pools)
     ended_us: int = -1      # termination time (-1 = alive)
 
+    def __post_init__(self):
+        self.variant = VariantSpec(self.gpu_type, max(self.tp, 1)) if self.gpu_type else None
+
 
 # ---------------------------------------------------------------------------- the pipeline
 class Autoscaler:
@@ -456,6 +459,9 @@ class Autoscaler:
         self.events: List[ScaleEvent] = []
         self.ticks = 0
         self.end_us = 0
+        self._by_variant: Dict[Tuple[str, int], np.ndarray] = {}
+        self._tick_inv: Optional[GPUInventory] = None
+        self._total_gpus = self.placement.total_gpus() if self.placement is not None else {}
 
     # ------------------------------------------------------------ construction
     def pool_kv_blocks(self, pool: NodePoolConfig, default_blocks: int) -> int:
@@ -474,24 +480,17 @@ class Autoscaler:
             return default_blocks
         return max([default_blocks] + [self.pool_kv_blocks(p, default_blocks) for p in self.cfg.node_pools])
 
-    def instance_capacity(self, n_initial: int) -> int:
-        """Rows to preallocate: the initial instances plus what the GPUs can hold at once."""
-        if self.placement is None:
-            return n_initial
-        total = sum(self.placement.total_gpus().values())
-        return n_initial + total // self.tp + 4
-
     def attach(self, sim) -> None:
         """Place the initial instances, set their lifecycle, schedule the first tick."""
         self.sim = sim
         n = sim.num_instances
         default_blocks = int(sim.cfg.total_kv_blocks)
-        sim.reserve_instances(self.instance_capacity(n))
-        created = n
+        created = n     # rows for autoscaled instances are added on demand (Simulation.add_instance)
         for i in range(n):
             name = sim.instance_names[i]
             if self.placement is None:
                 self.insts.append(_Inst(name, self.model, self.gpu, 0, 0.0, 0))
+                self._index(i)
                 continue
             placed = self.placement.place(name, "", self.tp)
             if placed is None:
@@ -505,6 +504,7 @@ class Autoscaler:
                 from blis.kernels.kvcache import kv_init_nb
                 kv_init_nb(sim.kv, sim.ins, np.int64(i), np.int64(blocks))
             self.insts.append(_Inst(name, self.model, pool.gpu_type, self.tp, pool.cost_per_hour, 0, gpus=len(gpus)))
+            self._index(i)
             if self.cfg.warm_start_initial_instances:
                 sim.ins[i, L.I_LIFE] = L.LIFE_ACTIVE
             else:
@@ -560,28 +560,31 @@ class Autoscaler:
 
     # ------------------------------------------------------------ collector
     def _refresh_snapshots(self, sim, now: int) -> None:
-        """Building the RouterState refreshes due snapshots and cache signals (as routing does)."""
-        from blis.kernels.engine import _cache_refresh, _snapshot_refresh
-        _cache_refresh(sim.kv, sim.ins, sim.wr, np.int64(sim.num_instances), np.int64(now), sim.cfg_arr, sim.glob)
+        """Building the RouterState refreshes due snapshots and cache signals (as routing does;
+        the same rules as the engine's ``_cache_refresh``/``_snapshot_refresh``, vectorised)."""
+        delay = int(sim.cfg_arr[L.C_CACHE_DELAY])
+        if delay > 0 and now - int(sim.glob[L.G_CACHE_LAST]) >= delay:
+            from blis.kernels.engine import _cache_refresh
+            _cache_refresh(sim.kv, sim.ins, sim.wr, np.int64(sim.num_instances), np.int64(now), sim.cfg_arr,
+                           sim.glob)
+        from blis.kernels.engine import _snapshot_refresh
         interval = np.int64(sim.cfg_arr[L.C_SNAP_INTERVAL])
-        for i in sim.routable().tolist():
-            _snapshot_refresh(sim.ins, np.int64(i), np.int64(now), interval)
+        t = np.int64(now)
+        for i in sim.wr[13][:int(sim.glob[L.G_NROUTABLE])]:
+            _snapshot_refresh(sim.ins, i, t, interval)
 
     def collect(self, sim) -> List[ModelSignals]:
         ins = sim.ins
         B = int(sim.cfg_arr[L.C_BLOCK])
         by_model: Dict[str, List[ReplicaMetrics]] = {}
-        for i in sim.routable().tolist():
+        idx = sim.wr[13][:int(sim.glob[L.G_NROUTABLE])]
+        rows = ins[idx][:, (L.I_TOTAL_BLOCKS, L.I_SNAP_KV_USED, L.I_SNAP_QD, L.I_INFLIGHT)].tolist()
+        for i, (tot, used, qd, fl) in zip(idx.tolist(), rows):
             inst = self.insts[i]
             if not inst.model or not inst.gpu_type:
                 continue
-            tot = int(ins[i, L.I_TOTAL_BLOCKS])
-            used = int(ins[i, L.I_SNAP_KV_USED])
             by_model.setdefault(inst.model, []).append(ReplicaMetrics(
-                instance_id=inst.name, variant=VariantSpec(inst.gpu_type, max(inst.tp, 1)),
-                kv_utilization=used / tot if tot > 0 else 0.0, queue_depth=int(ins[i, L.I_SNAP_QD]),
-                in_flight=int(ins[i, L.I_INFLIGHT]), cost_per_hour=inst.cost_per_hour,
-                total_kv_capacity_tokens=tot * B, kv_tokens_in_use=used * B))
+                inst.name, inst.variant, used / tot if tot > 0 else 0.0, qd, fl, inst.cost_per_hour, tot * B, used * B))
         pending: Dict[str, List[int]] = {}
         n = sim.num_instances
         for i in np.flatnonzero(ins[:n, L.I_LIFE] == L.LIFE_LOADING).tolist():
@@ -599,21 +602,29 @@ class Autoscaler:
         return out
 
     def inventory(self, sim) -> GPUInventory:
+        """Free GPUs per variant: GPUs of Ready nodes minus those held by Loading, Active and
+        Draining instances (per GPU type); variants = each GPU type at the cluster TP plus
+        every live instance's (GPU type, TP)."""
         if self.placement is None:
             return GPUInventory()
-        total = self.placement.total_gpus()
+        total = self._total_gpus
+        n = sim.num_instances
+        alive = sim.ins[:n, L.I_LIFE] != L.LIFE_TERMINATED
         used: Dict[str, int] = {}
         seen = {VariantSpec(g, self.tp) for g, t in total.items() if t > 0}
-        n = sim.num_instances
-        for i in range(n):
-            if sim.ins[i, L.I_LIFE] == L.LIFE_TERMINATED:
-                continue
-            inst = self.insts[i]
-            if inst.gpu_type:
-                used[inst.gpu_type] = used.get(inst.gpu_type, 0) + inst.tp
-                if inst.tp > 0:
-                    seen.add(VariantSpec(inst.gpu_type, inst.tp))
+        for (g, tp), rows in self._by_variant.items():
+            k = int(alive[rows].sum())
+            if k and g:
+                used[g] = used.get(g, 0) + k * tp
+                if tp > 0:
+                    seen.add(VariantSpec(g, tp))
         return GPUInventory({v: max(0, total.get(v.gpu_type, 0) - used.get(v.gpu_type, 0)) for v in seen})
+
+    def _index(self, i: int) -> None:
+        """Remember instance i's (GPU type, TP) for the inventory."""
+        inst = self.insts[i]
+        rows = self._by_variant.setdefault((inst.gpu_type, inst.tp), np.zeros(0, np.int64))
+        self._by_variant[(inst.gpu_type, inst.tp)] = np.append(rows, i)
 
     # ------------------------------------------------------------ tick
     def tick(self, sim, now: int) -> None:
@@ -621,6 +632,7 @@ class Autoscaler:
         self._refresh_snapshots(sim, now)
         results = [analyze(ms, self.cfg.analyzer) for ms in self.collect(sim)]
         inv = self.inventory(sim)
+        self._tick_inv = inv     # the tick changes no state: its records reuse this inventory
         decisions = list(self.engine(results, inv))
         ups = {d.model_id for d in decisions if d.delta > 0}
         downs = {d.model_id for d in decisions if d.delta < 0}
@@ -657,6 +669,7 @@ class Autoscaler:
             passed.append(d)
             self._record(now, "decision", d.variant.gpu_type, d.variant.tp, d.delta,
                          f"{why} (utilization {r.utilization:.3f})" if r is not None else why, "")
+        self._tick_inv = None
         if passed:
             at = now + self.cfg.hpa_scrape_delay.sample_us(self.rng_autoscaler)
             self._next_act += 1
@@ -698,6 +711,7 @@ class Autoscaler:
             i = sim.add_instance(name, blocks, L.LIFE_LOADING)
             self.insts.append(_Inst(name, d.model_id, pool.gpu_type, d.variant.tp, pool.cost_per_hour, now,
                                     gpus=len(gpus)))
+            self._index(i)
             self._record(now, "add", pool.gpu_type, d.variant.tp, 1, f"scale-up on {node} ({','.join(gpus)})", name)
             self._schedule_loading(i, now)
             if sim.ins[i, L.I_LIFE] == L.LIFE_ACTIVE:
@@ -728,7 +742,8 @@ class Autoscaler:
         life = sim.ins[:n, L.I_LIFE]
         free = -1
         if self.placement is not None and gpu_type:
-            free = self.inventory(sim).free_slots(VariantSpec(gpu_type, max(int(tp), 1))) - held_gpus
+            inv = self._tick_inv if self._tick_inv is not None else self.inventory(sim)
+            free = inv.free_slots(VariantSpec(gpu_type, max(int(tp), 1))) - held_gpus
         self.events.append(ScaleEvent(int(t), kind, self.model, gpu_type, int(tp), int(delta), reason, instance, free,
                                       int((life == L.LIFE_ACTIVE).sum()), int((life == L.LIFE_LOADING).sum()),
                                       int((life == L.LIFE_DRAINING).sum()) + still_draining))
