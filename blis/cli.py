@@ -131,6 +131,10 @@ def _sim_flags(p):
     _add(g, "--policy-config", str, "", "policy bundle YAML")
     _add(g, "--snapshot-refresh-interval", _int, 50000, "routing snapshot refresh interval (us)")
     _add(g, "--cache-signal-delay", _int, 50000, "prefix-cache signal delay (us)")
+    g = p.add_argument_group("autoscaling (node pools and engine in --policy-config)")
+    _add(g, "--model-autoscaler-interval-us", _float, 0.0,
+         "autoscaler tick interval in us (0 = off); overrides policy-config autoscaler.interval_us")
+    _add(g, "--scale-trace", str, "", "write the scale-event trace as Parquet (blis extension)")
     g = p.add_argument_group("flow control (gateway queue)")
     _add(g, "--flow-control", bool, False, "enable the gateway queue in front of the router")
     _add(g, "--saturation-detector", str, "never", "never, utilization, concurrency")
@@ -335,11 +339,27 @@ def apply_policy_config(ns):
     """Merge ``--policy-config`` into the namespace; explicit CLI flags win (BLIS precedence)."""
     from blis.policy_config import PolicyBundle, load_policy_config
 
+    from blis.autoscaler import AutoscalerConfig
+
     b = load_policy_config(ns.policy_config) if ns.policy_config else PolicyBundle()
-    if b.unsupported_sections:
-        raise ConfigError(f"--policy-config: sections {', '.join(b.unsupported_sections)} (autoscaling) are not "
-                          "simulated by this version yet; remove them")
     ex = ns._explicit
+    auto = b.autoscaler if b.autoscaler is not None else AutoscalerConfig()
+    if "model_autoscaler_interval_us" in ex:
+        v = ns.model_autoscaler_interval_us
+        if not math.isfinite(v) or v < 0:
+            raise ConfigError(f"--model-autoscaler-interval-us: must be a finite number >= 0 (0 = off), got {v}")
+        auto.interval_us = float(v)
+    if ns.command == "replay":
+        if "model_autoscaler_interval_us" in ex:
+            raise ConfigError("--model-autoscaler-interval-us: not supported by blis replay; remove the flag "
+                              "or use blis run")
+        if auto.enabled:
+            raise ConfigError(f"--policy-config: blis replay does not support the autoscaler section "
+                              f"(interval_us={auto.interval_us:g}); remove it or use blis run")
+        if auto.node_pools:
+            raise ConfigError(f"--policy-config: blis replay does not support node_pools "
+                              f"({len(auto.node_pools)} pool(s)); remove the section or use blis run")
+    ns._autoscale = auto
     for flag, value in (("admission_policy", b.admission_policy), ("token_bucket_capacity", b.token_bucket_capacity),
                         ("token_bucket_refill_rate", b.token_bucket_refill_rate),
                         ("routing_policy", b.routing_policy), ("scheduler", b.scheduler),
@@ -410,6 +430,20 @@ def resolve_latency(ns):
             params = None
         if params is not None and hw.memory_gib > 0:
             blocks = calculate_kv_blocks(mc, hw, tp, ns.dp, B, ns.gpu_memory_utilization, params)
+    # node pools size each instance's KV cache from the pool's GPU memory (BLIS's per-instance
+    # auto-calc) unless --total-kv-blocks was given; analytical backends only
+    ns._kv_for_memory = None
+    if "total_kv_blocks" not in ns._explicit and backend in ("roofline", "trained-physics"):
+        try:
+            params = extract_kv_capacity_params(mc.hf_config or {})
+        except ConfigError:
+            params = None
+        if params is not None:
+            import dataclasses
+            ns._kv_for_memory = lambda gib: calculate_kv_blocks(
+                mc, dataclasses.replace(hw, memory_gib=float(gib)), tp, ns.dp, B, ns.gpu_memory_utilization, params)
+    ns._tp = tp
+    ns._gpu = gpu
     mml = resolve_max_model_len(mc, blocks, B, ns.max_model_len if "max_model_len" in ns._explicit else None)
     return lat, blocks, mml
 
@@ -425,7 +459,11 @@ def engine_config(ns, blocks, mml, horizon):
     routing = routing if isinstance(routing, int) else Lo.ROUTE_ROUND_ROBIN      # Python policy: see simulate()
     admission = admission if isinstance(admission, int) else Lo.ADMIT_ALWAYS
     b = ns._bundle
-    return EngineConfig(
+    kv_cap = 0
+    auto = getattr(ns, "_autoscale", None)
+    if auto is not None and auto.node_pools and getattr(ns, "_kv_for_memory", None) is not None:
+        kv_cap = max([blocks] + [int(ns._kv_for_memory(p.gpu_memory_gib)) for p in auto.node_pools])
+    return EngineConfig(kv_blocks_capacity=kv_cap,
         total_kv_blocks=blocks, block_size=ns.block_size_in_tokens, max_num_seqs=ns.max_num_seqs,
         max_num_batched_tokens=ns.max_num_batched_tokens,
         long_prefill_token_threshold=ns.long_prefill_token_threshold, max_model_len=mml,
@@ -604,7 +642,23 @@ def build_simulation(ns, table, horizon):
     route_fn = make_route_fn(ROUTING_POLICIES.get(ns.routing_policy), ns._scorers or DEFAULT_SCORERS, cfg)
     admit_fn = make_admit_fn(ADMISSION_POLICIES.get(ns.admission_policy))
     gateway = build_gateway(ns, cfg)
-    return Simulation(table, cfg, lat, route_fn=route_fn, admit_fn=admit_fn, gateway=gateway)
+    autoscaler = build_autoscaler(ns, cfg)
+    return Simulation(table, cfg, lat, route_fn=route_fn, admit_fn=admit_fn, gateway=gateway,
+                      autoscaler=autoscaler)
+
+
+def build_autoscaler(ns, cfg):
+    """The node-pool / autoscaler manager when the policy config or the flag asks for one."""
+    auto = getattr(ns, "_autoscale", None)
+    if auto is None or not auto.active:
+        if getattr(ns, "scale_trace", ""):
+            log.warning("--scale-trace has no effect without an autoscaler or node pools")
+        return None
+    from blis.autoscaler import Autoscaler
+    if auto.enabled and not ns.model:
+        log.warning("autoscaler: --model is empty; snapshots without a model are ignored (no scaling)")
+    return Autoscaler(auto, model=ns.model, gpu=ns._gpu, tp=ns._tp, seed=ns.seed,
+                      kv_blocks_for_memory=ns._kv_for_memory if auto.node_pools else None)
 
 
 def simulate_argv(argv):
@@ -637,11 +691,19 @@ def simulate(ns, table, horizon, mode):
         trace = build_trace(sim, ns.counterfactual_k)
     text = res.stdout_text(fitness_weights=ns._fitness if mode == "generated" else None)
     if trace is not None and ns.summarize_trace:
-        text += trace.summary_text([f"instance_{i}" for i in range(ns.num_instances)])
+        text += trace.summary_text(sim.instance_names)
+        if sim.autoscaler is not None:
+            from blis.autoscaler import scale_trace_summary
+            text += "Scale Events:\n" + "".join(f"  {k}: {v}\n"
+                                                for k, v in scale_trace_summary(sim.autoscaler.events).items())
+    if sim.autoscaler is not None:
+        text += sim.autoscaler.summary_text()
     sys.stdout.write(text)
     sys.stdout.flush()
     if trace is not None and ns.decision_trace:
         write_trace(trace, ns.decision_trace)
+    if sim.autoscaler is not None and ns.scale_trace:
+        write_parquet(sim.autoscaler.to_arrow(), ns.scale_trace)
     if ns.metrics_path:
         atomic_write_text(ns.metrics_path, marshal_indent(res.metrics_file()))
     if getattr(ns, "results_path", ""):

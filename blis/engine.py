@@ -25,6 +25,9 @@ from blis.schedulers import scheduler_keys
 
 INT64_MAX = np.iinfo(np.int64).max
 
+#: cluster-event priorities handled by the autoscaler (the gateway handles the others)
+AUTOSCALER_EVENTS = (Lo.CP_NODE_LIFECYCLE, Lo.CP_INST_LOADED, Lo.CP_SCALE_TICK, Lo.CP_SCALE_ACT)
+
 PREEMPTION_POLICIES = {"fcfs": Lo.PREEMPT_FCFS, "": Lo.PREEMPT_FCFS, "priority": Lo.PREEMPT_PRIORITY}
 
 #: BLIS's base SLO priority map (higher = more important); unknown/empty class -> 3
@@ -78,6 +81,8 @@ class EngineConfig:
     #: upper bound on input+output tokens of any request, including requests added while running
     #: (sizes per-request KV block lists); 0 = the longest request of the workload
     max_request_tokens: int = 0
+    #: KV-array width per instance when instances differ (node pools); 0 = total_kv_blocks
+    kv_blocks_capacity: int = 0
 
 
 def _id_keys(ids: np.ndarray):
@@ -100,7 +105,7 @@ class Simulation:
 
     def __init__(self, table: RequestTable, cfg: EngineConfig, latency,
                  route_fn: Optional[Callable] = None, admit_fn: Optional[Callable] = None,
-                 gateway=None):
+                 gateway=None, autoscaler=None):
         self.table = table
         self.cfg = cfg
         self.latency = latency
@@ -112,7 +117,13 @@ class Simulation:
         #: callables ``hook(sim, rows)`` run when requests reach a terminal state at an instance
         #: (completed, timed out, dropped); see :meth:`add_finish_hook`
         self.finish_hooks = []
+        #: the autoscaler / node-pool manager (blis.autoscaler.Autoscaler) or None
+        self.autoscaler = autoscaler
+        #: instance IDs in list order (BLIS: instance_<i>, then autoscale-<model>-<seq>)
+        self.instance_names = [f"instance_{i}" for i in range(int(cfg.num_instances))]
         self._build()
+        if autoscaler is not None:
+            autoscaler.attach(self)
         if getattr(table, "sessions", None) is not None:  # closed-loop sessions drive follow-up rounds
             from blis.workload.sessions import SessionManager
             self.sessions = SessionManager(table.sessions)
@@ -160,15 +171,16 @@ class Simulation:
         self.bt = np.zeros((ni, max_seqs + 1), np.int64)
 
         nb = int(c.total_kv_blocks)
+        nb_arr = max(nb, int(c.kv_blocks_capacity))
         max_len = int((t["input_len"].astype(np.int64) + t["output_len"]).max()) if n else 1
         max_len = max(max_len, int(c.max_request_tokens))
         self.max_request_tokens = max_len
         if c.max_model_len > 0:
             max_len = min(max_len, int(c.max_model_len))
         # twice the longest request: BLIS's tiered reload may commit a block twice
-        max_blocks = 2 * (min(nb, -(-max(max_len, 1) // B) + 1) + 1)
+        max_blocks = 2 * (min(nb_arr, -(-max(max_len, 1) // B) + 1) + 1)
         n_slots = max_seqs + 1
-        self.kv = make_kv_arrays(ni, nb, n_slots, max_blocks)
+        self.kv = make_kv_arrays(ni, nb_arr, n_slots, max_blocks)
         for i in range(ni):
             kv_init_nb(self.kv, ins, i, nb)
 
@@ -195,7 +207,8 @@ class Simulation:
                    np.zeros((tcap, 4), np.int64), np.zeros(tcap, np.float64),
                    np.zeros((tcap, 3), np.int64), np.zeros(tcap, np.float64),
                    np.zeros((tcap, ni, 4), np.int64), np.zeros((tcap, ni, 2), np.float64),
-                   np.zeros(ni + 3, np.int64))
+                   np.zeros(ni + 3, np.int64),
+                   np.arange(ni, dtype=np.int64), np.arange(ni, dtype=np.int64))  # routable list + inverse
         use_pa = weighted and Lo.SC_PREFIX_AFFINITY in codes
         self.pa = make_lru_arrays(ni, PREFIX_AFFINITY_CAPACITY if use_pa else 1)
         for i in range(ni):
@@ -218,6 +231,7 @@ class Simulation:
         glob[Lo.G_STOP_AT] = INT64_MAX
         glob[Lo.G_ITL_FREE_N] = nchunks
         glob[Lo.G_TB_TOKENS_BITS] = np.array([c.token_bucket_capacity], np.float64).view(np.int64)[0]
+        glob[Lo.G_NROUTABLE] = ni
         self.glob = glob
 
         cfg = np.zeros(Lo.NCFG, np.int64)
@@ -470,6 +484,9 @@ class Simulation:
                                f"({self.kv[7].shape[2]} blocks); results would be wrong -- please report this run")
         if self.gateway is not None:
             self.gateway.finalize(self)
+        if self.autoscaler is not None:
+            self.autoscaler.finalize(self)
+        self._trim_instances()
         self._finalize_requests()
         from blis.results import SimResults
         return SimResults.from_simulation(self)
@@ -492,12 +509,15 @@ class Simulation:
                 self._grow(int(self.glob[Lo.G_GROW]))
                 self.glob[Lo.G_GROW] = 0
             elif status == Lo.NEED_ROUTE:
-                self.glob[Lo.G_DECISION] = int(self.route_fn(self, int(self.glob[Lo.G_PENDING_REQ])))
+                target = int(self.route_fn(self, int(self.glob[Lo.G_PENDING_REQ])))
+                self.glob[Lo.G_DECISION] = target if target >= 0 else -2   # -2: rejected at routing
             elif status == Lo.NEED_ADMIT:
                 ok = self.admit_fn(self, int(self.glob[Lo.G_PENDING_REQ]))
                 self.glob[Lo.G_DECISION] = 2 if ok == 2 else (1 if ok else 0)
             elif status == Lo.NEED_EVENT:
-                self.gateway.on_event(self, int(self.glob[Lo.G_PENDING_KIND]), int(self.glob[Lo.G_PENDING_REQ]))
+                kind = int(self.glob[Lo.G_PENDING_KIND])
+                handler = self.autoscaler if kind in AUTOSCALER_EVENTS else self.gateway
+                handler.on_event(self, kind, int(self.glob[Lo.G_PENDING_REQ]))
                 self.glob[Lo.G_DECISION] = 1
             elif status == Lo.NEED_FIN:
                 done = self.scratch[9][:int(self.glob[Lo.G_FIN_N])].copy()
@@ -506,6 +526,104 @@ class Simulation:
                     hook(self, done)
             else:  # pragma: no cover - defensive
                 raise RuntimeError(f"engine returned unknown status {status}")
+
+    # ------------------------------------------------------------ instances (autoscaling)
+    @property
+    def num_instances(self) -> int:
+        """Instances created so far (live or not)."""
+        return int(self.cfg_arr[Lo.C_NINST])
+
+    def routable(self) -> np.ndarray:
+        """Indices of the routable (Active) instances in list order - what routing sees."""
+        return self.wr[13][:int(self.glob[Lo.G_NROUTABLE])].copy()
+
+    def set_lifecycle(self, i: int, state: int) -> None:
+        """Change instance i's lifecycle state (LIFE_*) and rebuild the routable list."""
+        self.ins[i, Lo.I_LIFE] = state
+        self.refresh_routable()
+
+    def refresh_routable(self) -> None:
+        n = self.num_instances
+        life = self.ins[:n, Lo.I_LIFE]
+        idx = np.flatnonzero(life == Lo.LIFE_ACTIVE)
+        rl, rpos = self.wr[13], self.wr[14]
+        rl[:len(idx)] = idx
+        rpos[:] = -1
+        rpos[idx] = np.arange(len(idx))
+        self.glob[Lo.G_NROUTABLE] = len(idx)
+
+    def _instance_capacity(self) -> int:
+        return self.ins.shape[0]
+
+    def reserve_instances(self, cap: int) -> None:
+        """Grow every per-instance array to hold ``cap`` instances (new rows unused)."""
+        old = self._instance_capacity()
+        if cap <= old:
+            return
+
+        def rows(a, axis=0):
+            shape = list(a.shape)
+            shape[axis] = cap
+            b = np.zeros(shape, a.dtype)
+            sl = [slice(None)] * a.ndim
+            sl[axis] = slice(0, a.shape[axis])
+            b[tuple(sl)] = a
+            return b
+
+        self.ins = rows(self.ins)
+        self.ev = tuple(rows(a) for a in self.ev)
+        self.wq = rows(self.wq)
+        self.bt = rows(self.bt)
+        self.kv = tuple(rows(a) for a in self.kv)
+        self.cpu = tuple(rows(a) for a in self.cpu)
+        self.pa = tuple(rows(a) for a in self.pa)
+        vals, nxt, free, hk, hc = self.itl
+        self.itl = (vals, nxt, free, rows(hk), rows(hc))
+        w = list(self.wr)
+        w[2], w[3] = rows(w[2]), rows(w[3])
+        w[10], w[11] = rows(w[10], 1), rows(w[11], 1)
+        st = np.zeros(cap + 3, np.int64)
+        st[:len(w[12])] = w[12]
+        w[12] = st
+        w[13] = rows(w[13])
+        rpos = np.full(cap, -1, np.int64)
+        rpos[:old] = w[14]
+        w[14] = rpos
+        self.wr = tuple(w)
+        self.hsc = (self.hsc[0], rows(self.hsc[1]), rows(self.hsc[2]))
+        sc = list(self.scratch)
+        sc[7] = np.zeros(cap + 1, np.int64)
+        self.scratch = tuple(sc)
+
+    def add_instance(self, name: str, total_kv_blocks: int, state: int) -> int:
+        """Append a new instance (empty caches, ``total_kv_blocks`` KV blocks) in lifecycle
+        ``state``; returns its index.  Called between kernel calls (autoscaler actuation)."""
+        from blis.kernels.kvcache import kv_init_nb
+        from blis.kernels.lru import lru_init_nb
+        i = self.num_instances
+        if i >= self._instance_capacity():
+            self.reserve_instances(max(2 * self._instance_capacity(), i + 1))
+        if total_kv_blocks > self.kv[0].shape[1]:
+            raise ConfigError(f"instance {name}: {total_kv_blocks} KV blocks exceed the preallocated "
+                              f"{self.kv[0].shape[1]}")
+        self.ins[i, :] = 0
+        kv_init_nb(self.kv, self.ins, np.int64(i), np.int64(total_kv_blocks))
+        lru_init_nb(self.cpu, np.int64(i))
+        lru_init_nb(self.pa, np.int64(i))
+        self.ins[i, Lo.I_CLOG_ON] = self.ins[0, Lo.I_CLOG_ON] if i > 0 else 0
+        self.ins[i, Lo.I_LIFE] = state
+        self.cfg_arr[Lo.C_NINST] = i + 1
+        self.instance_names.append(name)
+        self.refresh_routable()
+        return i
+
+    def _trim_instances(self) -> None:
+        """Drop preallocated instance rows that were never used (before extracting results)."""
+        n = self.num_instances
+        if self.ins.shape[0] > n:
+            self.ins = self.ins[:n]
+            vals, nxt, free, hk, hc = self.itl
+            self.itl = (vals, nxt, free, hk[:n], hc[:n])
 
     # ------------------------------------------------------------ Python-side hooks
     def push_cluster_event(self, t: int, prio: int, r: int) -> None:

@@ -121,7 +121,7 @@ class GatewayQueue:
         self.depth -= 1
 
     def saturation(self, sim) -> float:
-        ins = sim.ins
+        ins = sim.ins[sim.routable()]   # the routing snapshots: routable instances only
         n = ins.shape[0]
         if self.cfg.detector == "never":
             return 0.0

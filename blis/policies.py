@@ -35,10 +35,15 @@ for _n, _c in (("always-admit", L.ADMIT_ALWAYS), ("token-bucket", L.ADMIT_TOKEN_
 class RouterView:
     """What a Python policy sees for request ``r``: per-instance snapshot arrays
     (``queue_depth``, ``batch_size``, ``in_flight``, ``kv_utilization``,
-    ``free_kv_blocks``, ``effective_load``) and request fields."""
+    ``free_kv_blocks``, ``effective_load``) and request fields.
+
+    The arrays cover the *routable* instances only (all of them unless node pools or
+    the autoscaler are configured); ``instances`` maps a view position to the
+    instance index, and a policy answers with a view position."""
 
     def __init__(self, sim, r: int):
-        ins = sim.ins
+        self.instances = sim.routable()
+        ins = sim.ins[self.instances]
         self.sim = sim
         self.r = r
         self.clock_us = int(sim.glob[L.G_CLOCK])
@@ -104,7 +109,18 @@ def make_route_fn(policy, scorers, sim_cfg):
     """The Simulation ``route_fn`` for a Python policy or a weighted policy with
     Python scorers, or None when the compiled engine routes by itself."""
     if isinstance(policy, PythonRouting):
-        return lambda sim, r: int(policy.route(RouterView(sim, r), r))
+        def route_python(sim, r):
+            view = RouterView(sim, r)
+            if view.num_instances == 0:
+                return -1   # nothing routable: a routing rejection (the policy is not asked)
+            pos = int(policy.route(view, r))
+            if pos < 0:
+                return -1
+            if pos >= view.num_instances:
+                raise ValueError(f"routing policy must return a view position in [0, {view.num_instances}) "
+                                 f"or -1, got {pos}")
+            return int(view.instances[pos])
+        return route_python
     if policy != L.ROUTE_WEIGHTED or not any(isinstance(SCORERS.get(n), PythonScorer) for n, _ in scorers):
         return None
     total_w = sum(w for _, w in scorers)
@@ -117,6 +133,8 @@ def make_route_fn(policy, scorers, sim_cfg):
 
         view = RouterView(sim, r)
         n = view.num_instances
+        if n == 0:
+            return -1
         hashes = sim.hsc[0]
         nh = request_hashes_nb(sim.rq, sim.gseed, r, int(sim.cfg.block_size), hashes)
         total = np.zeros(n)
@@ -134,10 +152,11 @@ def make_route_fn(policy, scorers, sim_cfg):
             total += np.clip(s, 0.0, 1.0) * w
         best = total.max()
         ties = np.flatnonzero(total == best)
-        target = int(ties[0]) if len(ties) == 1 else int(ties[intn_nb(sim.router_rng, np.int64(len(ties)))])
+        pos = int(ties[0]) if len(ties) == 1 else int(ties[intn_nb(sim.router_rng, np.int64(len(ties)))])
+        target = int(view.instances[pos])
         for impl, _ in impls:
             if isinstance(impl, PythonScorer) and impl.observe is not None:
-                impl.observe(view, r, target)
+                impl.observe(view, r, pos)
             elif impl == L.SC_PREFIX_AFFINITY:
                 for c in range(nh):
                     lru_record_nb(sim.pa, np.int64(target), hashes[c], np.int64(sim.cfg_arr[L.C_PA_CAP]))

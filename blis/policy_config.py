@@ -3,9 +3,10 @@
 Unknown keys anywhere are errors naming the YAML path.  CLI flags given
 explicitly override the bundle (admission policy, token-bucket parameters,
 routing policy, routing scorers, scheduler, preemption); tier-shed, GAIE
-thresholds, tenant budgets and SLO priorities exist only here.  The autoscaler,
-node pools and instance lifecycle sections are validated but not simulated by
-this version (they are refused with a clear error).
+thresholds, tenant budgets and SLO priorities exist only here.  The
+``autoscaler``, ``node_pools`` and ``instance_lifecycle`` sections configure
+autoscaling (see blis.autoscaler); ``autoscaler.engine`` (a blis extension)
+chooses the engine by name.
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ class PolicyBundle:
     preemption_policy: Optional[str] = None
     tenant_budgets: Dict[str, float] = field(default_factory=dict)
     unsupported_sections: List[str] = field(default_factory=list)
+    autoscaler: Optional[object] = None    # blis.autoscaler.AutoscalerConfig (interval 0 = off)
 
 
 def _mapping(v, where):
@@ -152,13 +154,120 @@ def parse_policy_config(text: str, where: str = "policy-config") -> PolicyBundle
         if not 0 <= frac <= 1:
             raise ConfigError(f"{where}.tenant_budgets.{tenant}: must be in [0, 1], got {frac}")
         b.tenant_budgets[str(tenant)] = float(frac)
-    for sect in ("node_pools", "autoscaler", "instance_lifecycle"):
-        v = doc.get(sect)
-        if v:
-            if sect == "autoscaler" and isinstance(v, dict) and not v.get("interval_us"):
-                continue
-            b.unsupported_sections.append(sect)
+    b.autoscaler = _parse_autoscaling(doc, where)
     return b
+
+
+def _delay(v, where):
+    from blis.autoscaler import DelaySpec
+    d = _mapping(v, where)
+    _strict(d, ("mean", "stddev"), where)
+    vals = {}
+    for k in ("mean", "stddev"):
+        x = _num(d.get(k, 0), f"{where}.{k}")
+        if x < 0:
+            raise ConfigError(f"{where}.{k}: must be >= 0 (seconds), got {x}")
+        vals[k] = float(x)
+    return DelaySpec(**vals)
+
+
+AUTOSCALER_KEYS = ("interval_us", "scale_up_stabilization_window_us", "scale_down_stabilization_window_us",
+                   "hpa_scrape_delay", "analyzer", "engine")
+ANALYZER_KEYS = ("kv_cache_threshold", "scale_up_threshold", "scale_down_boundary", "avg_input_tokens")
+NODE_POOL_KEYS = ("name", "gpu_type", "gpus_per_node", "gpu_memory_gib", "initial_nodes", "min_nodes", "max_nodes",
+                  "provisioning_delay", "cost_per_hour")
+LIFECYCLE_KEYS = ("loading_delay", "warm_start_initial_instances")
+
+
+def _parse_autoscaling(doc, where):
+    """The ``autoscaler``, ``node_pools`` and ``instance_lifecycle`` sections (BLIS's
+    validation; sub-keys of ``autoscaler`` are read only when ``interval_us`` > 0)."""
+    from blis.autoscaler import ENGINES, AnalyzerConfig, AutoscalerConfig, NodePoolConfig
+
+    cfg = AutoscalerConfig()
+    a = _mapping(doc.get("autoscaler"), f"{where}.autoscaler")
+    _strict(a, AUTOSCALER_KEYS, f"{where}.autoscaler")
+    w = f"{where}.autoscaler"
+    interval = float(_num(a.get("interval_us", 0), f"{w}.interval_us"))
+    if interval < 0:
+        raise ConfigError(f"{w}.interval_us: must be >= 0 (0 = disabled), got {interval}")
+    for key in ("scale_up_stabilization_window_us", "scale_down_stabilization_window_us"):
+        v = _num(a.get(key, 0), f"{w}.{key}")
+        if v < 0:
+            raise ConfigError(f"{w}.{key}: must be a finite non-negative number, got {v}")
+    hpa = _delay(a.get("hpa_scrape_delay"), f"{w}.hpa_scrape_delay")
+    an = _mapping(a.get("analyzer"), f"{w}.analyzer")
+    _strict(an, ANALYZER_KEYS, f"{w}.analyzer")
+    vals = {k: float(_num(an.get(k, 0), f"{w}.analyzer.{k}")) for k in ANALYZER_KEYS}
+    if vals["kv_cache_threshold"] != 0 and not 0 < vals["kv_cache_threshold"] <= 1:
+        raise ConfigError(f"{w}.analyzer.kv_cache_threshold: must be in (0, 1], got {vals['kv_cache_threshold']}")
+    for k in ("scale_up_threshold", "scale_down_boundary", "avg_input_tokens"):
+        if vals[k] < 0:
+            raise ConfigError(f"{w}.analyzer.{k}: must be > 0, got {vals[k]}")
+    defaults = AnalyzerConfig()
+    eff = AnalyzerConfig(**{k: vals[k] or getattr(defaults, k) for k in ANALYZER_KEYS})
+    if eff.scale_down_boundary >= eff.scale_up_threshold:
+        raise ConfigError(f"{w}.analyzer.scale_down_boundary: must be < the effective scale_up_threshold "
+                          f"({eff.scale_up_threshold}), got {eff.scale_down_boundary}")
+    engine = a.get("engine", "unlimited")
+    if engine not in ENGINES:
+        raise ConfigError(f"{w}.engine: must be a registered engine, got {engine!r}; valid: {', '.join(ENGINES.names())}")
+    if interval > 0:
+        cfg.interval_us = interval
+        cfg.scale_up_window_us = float(a.get("scale_up_stabilization_window_us", 0))
+        cfg.scale_down_window_us = float(a.get("scale_down_stabilization_window_us", 0))
+        cfg.hpa_scrape_delay = hpa
+        cfg.analyzer = eff
+        cfg.engine = engine
+    pools = doc.get("node_pools") or []
+    if not isinstance(pools, list):
+        raise ConfigError(f"{where}.node_pools: must be a list, got {type(pools).__name__}")
+    names = set()
+    for k, p in enumerate(pools):
+        pw = f"{where}.node_pools[{k}]"
+        p = _mapping(p, pw)
+        _strict(p, NODE_POOL_KEYS, pw)
+        name = p.get("name") or ""
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{pw}.name: must be a non-empty string, got {name!r}")
+        if name in names:
+            raise ConfigError(f"{pw}.name: pool names must be unique, got {name!r} twice")
+        names.add(name)
+        gpu = p.get("gpu_type") or ""
+        if not isinstance(gpu, str) or not gpu:
+            raise ConfigError(f"{pw}.gpu_type: must be a non-empty string, got {gpu!r}")
+        ints = {key: _num(p.get(key, 0), f"{pw}.{key}", integer=True)
+                for key in ("gpus_per_node", "initial_nodes", "min_nodes", "max_nodes")}
+        if ints["gpus_per_node"] < 1:
+            raise ConfigError(f"{pw}.gpus_per_node: must be >= 1, got {ints['gpus_per_node']}")
+        for key in ("initial_nodes", "min_nodes"):
+            if ints[key] < 0:
+                raise ConfigError(f"{pw}.{key}: must be >= 0, got {ints[key]}")
+        if ints["max_nodes"] < ints["initial_nodes"]:
+            raise ConfigError(f"{pw}.max_nodes: must be >= initial_nodes ({ints['initial_nodes']}), "
+                              f"got {ints['max_nodes']}")
+        if ints["min_nodes"] > ints["max_nodes"]:
+            raise ConfigError(f"{pw}.min_nodes: must be <= max_nodes ({ints['max_nodes']}), got {ints['min_nodes']}")
+        mem = _num(p.get("gpu_memory_gib", 0), f"{pw}.gpu_memory_gib")
+        if not mem > 0:
+            raise ConfigError(f"{pw}.gpu_memory_gib: must be > 0, got {mem}")
+        cost = _num(p.get("cost_per_hour", 0), f"{pw}.cost_per_hour")
+        if cost < 0:
+            raise ConfigError(f"{pw}.cost_per_hour: must be >= 0, got {cost}")
+        cfg.node_pools.append(NodePoolConfig(
+            name=name, gpu_type=gpu, gpus_per_node=ints["gpus_per_node"], gpu_memory_gib=float(mem),
+            initial_nodes=ints["initial_nodes"], min_nodes=ints["min_nodes"], max_nodes=ints["max_nodes"],
+            provisioning_delay=_delay(p.get("provisioning_delay"), f"{pw}.provisioning_delay"),
+            cost_per_hour=float(cost)))
+    lc = _mapping(doc.get("instance_lifecycle"), f"{where}.instance_lifecycle")
+    _strict(lc, LIFECYCLE_KEYS, f"{where}.instance_lifecycle")
+    cfg.loading_delay = _delay(lc.get("loading_delay"), f"{where}.instance_lifecycle.loading_delay")
+    warm = lc.get("warm_start_initial_instances", False)
+    if not isinstance(warm, bool):
+        raise ConfigError(f"{where}.instance_lifecycle.warm_start_initial_instances: must be true or false, "
+                          f"got {warm!r}")
+    cfg.warm_start_initial_instances = warm
+    return cfg
 
 
 def load_policy_config(path: str) -> PolicyBundle:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -127,6 +127,9 @@ class SimResults:
     routing_rejected: int = 0
     scheduler: str = "fcfs"
     extra: dict = field(default_factory=dict)
+    #: instance IDs in list order (None = instance_<i>); configured --num-instances
+    instance_names: Optional[List[str]] = None
+    configured_instances: int = 0
 
     # ------------------------------------------------------------ build
     @classmethod
@@ -198,10 +201,13 @@ class SimResults:
             extra["gateway"] = gw.counters()
             extra["gateway_shed_by_tier"] = dict(gw.shed_by_tier)
             cols["gateway_queue_delay_us"] = gw.queue_delay_us(len(t))
+        if getattr(sim, "autoscaler", None) is not None:
+            extra["autoscaler"] = sim.autoscaler.usage()
         return cls(cols=cols, instances=insts, itl_hists=hists, names=t.names, request_table=t,
                    rejected=int(sim.glob[Lo.G_REJECTED]),
                    routing_rejected=int(sim.glob[Lo.G_ROUTE_REJECTED]),
-                   scheduler=c.scheduler, extra=extra)
+                   scheduler=c.scheduler, extra=extra, instance_names=list(sim.instance_names),
+                   configured_instances=int(c.num_instances))
 
     # ------------------------------------------------------------ selections
     def _mask(self, instance=None):
@@ -213,6 +219,9 @@ class SimResults:
     @property
     def num_instances(self) -> int:
         return len(self.instances)
+
+    def instance_name(self, i: int) -> str:
+        return self.instance_names[i] if self.instance_names else f"instance_{i}"
 
     # ------------------------------------------------------------ MetricsOutput
     def metrics_output(self, instance=None) -> dict:
@@ -228,7 +237,7 @@ class SimResults:
         dur = float(sim_end) / float(1e6)
         out_tokens = s("output_tokens")
         o = {
-            "instance_id": "cluster" if instance is None else f"instance_{instance}",
+            "instance_id": "cluster" if instance is None else self.instance_name(instance),
             "completed_requests": completed,
             "still_queued": still_q,
             "still_running": still_r,
@@ -333,7 +342,7 @@ class SimResults:
                 row["slo_class"] = slo[sc[k]]
             if ten[tn[k]]:
                 row["tenant_id"] = ten[tn[k]]
-            row["handled_by"] = f"instance_{inst[k]}"
+            row["handled_by"] = self.instance_name(int(inst[k]))
             if mod[md[k]]:
                 row["model"] = mod[md[k]]
             if capped[k]:
@@ -403,6 +412,8 @@ class SimResults:
             if k == "preemption_count":
                 out["cache_hit_rate"] = self.cache_hit_rate()
         out["requests"] = self.request_rows()
+        if "autoscaler" in self.extra:   # blis extension, only with node pools / the autoscaler
+            out["autoscaler"] = self.extra["autoscaler"]
         return out
 
     def results_rows(self) -> List[dict]:
@@ -511,7 +522,7 @@ class SimResults:
     def stdout_text(self, fitness_weights: dict = None) -> str:
         """Everything ``blis run``/``replay`` prints on stdout, in BLIS's order."""
         parts = []
-        if self.num_instances > 1:
+        if (self.configured_instances or self.num_instances) > 1:
             for i in range(self.num_instances):
                 parts.append("=== Simulation Metrics ===\n" + marshal_indent(self.metrics_output(i)) + "\n")
         parts.append("=== Simulation Metrics ===\n" + marshal_indent(self.metrics_output(None)) + "\n")

@@ -59,25 +59,32 @@ class DecisionTrace:
         return "\n".join(lines) + "\n"
 
 
-def counterfactual(scores: np.ndarray, loads: np.ndarray, chosen: np.ndarray, k: int):
+def counterfactual(scores: np.ndarray, loads: np.ndarray, chosen: np.ndarray, k: int, names=None, valid=None):
     """Per decision: candidate score = policy score when the policy scored
     (non-NaN), else -EffectiveLoad; candidates sorted by score desc, ties by
-    instance index; regret = max(0, top - chosen).  Returns (regret, top-k index
+    instance ID; regret = max(0, top - chosen).  ``valid`` (decisions x instances)
+    excludes instances that were not routable.  Returns (regret, top-k index
     matrix with -1 padding)."""
     n_dec, n_inst = loads.shape
     cand = np.where(np.isnan(scores), -loads.astype(np.float64), scores)
+    if valid is not None:
+        cand = np.where(valid, cand, -np.inf)
     if n_dec == 0:
         return np.zeros(0), np.zeros((0, max(k, 0)), np.int64)
     # stable sort on -score keeps ties in instance order (IDs instance_<i> sort the same for i < 10;
     # beyond that BLIS compares ID strings, which we reproduce with a string-order rank)
-    rank = np.argsort(np.array([f"instance_{i}" for i in range(n_inst)]), kind="stable")
+    names = names if names is not None else [f"instance_{i}" for i in range(n_inst)]
+    rank = np.argsort(np.array(names[:n_inst]), kind="stable")
     inv = np.empty(n_inst, np.int64)
     inv[rank] = np.arange(n_inst)
     order = np.lexsort((np.broadcast_to(inv, cand.shape), -cand), axis=-1)
     top = cand[np.arange(n_dec), order[:, 0]]
     regret = np.maximum(0.0, top - cand[np.arange(n_dec), chosen])
     kk = min(max(k, 0), n_inst)
-    return regret, order[:, :kk]
+    top_k = order[:, :kk]
+    if valid is not None:
+        top_k = np.where(np.take_along_axis(valid, top_k, axis=1), top_k, -1)
+    return regret, top_k
 
 
 def build_trace(sim, counterfactual_k: int = 0) -> DecisionTrace:
@@ -89,10 +96,12 @@ def build_trace(sim, counterfactual_k: int = 0) -> DecisionTrace:
     nr = int(g[L.G_TR_RT_N])
     adm, admv, rt, rtv, ci, cf = sim.wr[6:12]
     adm, admv = adm[:na], admv[:na]
-    rt, rtv, ci, cf = rt[:nr], rtv[:nr], ci[:nr], cf[:nr]
+    n_created = len(sim.instance_names)
+    rt, rtv, ci, cf = rt[:nr], rtv[:nr], ci[:nr, :n_created], cf[:nr, :n_created]
     rid = sim.rq[L.R_ID]
     names = np.array([f"request_{x}" for x in rid.tolist()], dtype=object)
-    inst_names = [f"instance_{i}" for i in range(sim.cfg.num_instances)]
+    inst_names = list(sim.instance_names)
+    valid = ci[:, :, 0] >= 0      # instances that were routable at the decision
     reasons = np.array([ADMISSION_REASONS[int(c)] for c in adm[:, 3].tolist()], dtype=object)
     tables = {"admissions": pa.table({
         "request_id": names[adm[:, 0]] if na else np.zeros(0, object),
@@ -100,7 +109,8 @@ def build_trace(sim, counterfactual_k: int = 0) -> DecisionTrace:
         "detail": admv})}
     loads = ci[:, :, 0] + ci[:, :, 1] + ci[:, :, 2]
     chosen = rt[:, 2]
-    regret, top = counterfactual(cf[:, :, 0], loads, chosen, counterfactual_k)
+    regret, top = counterfactual(cf[:, :, 0], loads, chosen, counterfactual_k, inst_names,
+                                 None if valid.all() else valid)
     n_inst = ci.shape[1] if nr else len(inst_names)
     tables["routing"] = pa.table({
         "request_id": names[rt[:, 0]] if nr else np.zeros(0, object), "clock_us": rt[:, 1],
@@ -108,19 +118,25 @@ def build_trace(sim, counterfactual_k: int = 0) -> DecisionTrace:
         "reason_value": rtv, "regret": regret})
     dec = np.repeat(np.arange(nr), n_inst)
     inst = np.tile(np.arange(n_inst), nr)
-    tables["candidates"] = pa.table({
+    keep = valid.reshape(-1)
+    cand = pa.table({
         "decision": dec, "request_id": (names[rt[:, 0]] if nr else np.zeros(0, object)).repeat(n_inst),
         "instance": np.array(inst_names, dtype=object)[inst] if nr else np.zeros(0, object),
         "score": cf[:, :, 0].reshape(-1), "queue_depth": ci[:, :, 0].reshape(-1),
         "batch_size": ci[:, :, 1].reshape(-1), "in_flight_requests": ci[:, :, 2].reshape(-1),
         "kv_utilization": cf[:, :, 1].reshape(-1), "free_kv_blocks": ci[:, :, 3].reshape(-1)})
+    tables["candidates"] = cand if keep.all() else cand.filter(pa.array(keep))
     if counterfactual_k > 0:
         kk = top.shape[1]
-        tables["counterfactuals"] = pa.table({
+        cf_tab = pa.table({
             "decision": np.repeat(np.arange(nr), kk), "rank": np.tile(np.arange(kk), nr),
             "instance": np.array(inst_names, dtype=object)[top.reshape(-1)] if nr else np.zeros(0, object)})
+        ok = top.reshape(-1) >= 0
+        tables["counterfactuals"] = cf_tab if ok.all() else cf_tab.filter(pa.array(ok))
     for name in TRACE_RECORDS:
-        tables[name] = TRACE_RECORDS.get(name)(sim, counterfactual_k)
+        t = TRACE_RECORDS.get(name)(sim, counterfactual_k)
+        if t is not None:   # a record type may not apply to this run
+            tables[name] = t
     return DecisionTrace(tables=tables, regret=regret, chosen=chosen, admitted=adm[:, 2].astype(bool))
 
 
@@ -134,3 +150,12 @@ def write_trace(trace: DecisionTrace, prefix: str) -> list:
         atomic_write_parquet(table, path)
         paths.append(path)
     return paths
+
+
+def _scale_events(sim, k):
+    """The autoscaler's scale events (only in runs with node pools or the autoscaler)."""
+    a = getattr(sim, "autoscaler", None)
+    return a.to_arrow() if a is not None else None
+
+
+TRACE_RECORDS.register("scale_events", _scale_events)

@@ -683,17 +683,21 @@ def _snapshot_refresh(ins, i, now, interval):
 
 
 @njit
-def _route_builtin(rq, ins, glob, cfg, r, now, router_rng, tied):
-    n = cfg[C_NINST]
+def _route_builtin(rq, ins, glob, cfg, r, now, router_rng, tied, rl, n):
+    """Built-in policies over the ``n`` routable instances ``rl[:n]`` (snapshot order);
+    returns an instance index, or -1 when nothing is routable."""
+    if n <= 0:
+        return np.int64(-1)
     code = cfg[C_ROUTING]
     if code == ROUTE_ROUND_ROBIN:
-        target = glob[G_RR] % n
+        target = rl[glob[G_RR] % n]
         glob[G_RR] += 1
         return target
     if code == ROUTE_ALWAYS_BUSIEST:
-        best = np.int64(0)
+        best = rl[0]
         best_load = np.int64(-1)
-        for i in range(n):
+        for p in range(n):
+            i = rl[p]
             load = ins[i, I_SNAP_QD] + ins[i, I_SNAP_BS] + ins[i, I_INFLIGHT]
             if load > best_load:
                 best_load = load
@@ -703,7 +707,8 @@ def _route_builtin(rq, ins, glob, cfg, r, now, router_rng, tied):
     # broken with one Intn draw from the router stream (Go math/rand), as BLIS does
     best_load = _INT64_MAX
     n_tied = np.int64(0)
-    for i in range(n):
+    for p in range(n):
+        i = rl[p]
         load = ins[i, I_SNAP_QD] + ins[i, I_SNAP_BS] + ins[i, I_INFLIGHT]
         if load < best_load:
             best_load = load
@@ -759,116 +764,134 @@ def request_hashes_nb(rq, gseed, r, B, out):
 
 @njit
 def scorer_scores_nb(code, ins, kv, wr, pa, cfg, n, hashes, nh, tied, sc, r):
-    """Per-instance score of one built-in scorer (code SC_*) into ``sc[:n]`` (unclamped)."""
+    """Per-instance score of one built-in scorer (code SC_*) into ``sc[:n]`` (unclamped),
+    over the ``n`` routable instances ``wr[13][:n]`` (position p scores instance wr[13][p])."""
+    rl = wr[13]
     if code == SC_PRECISE_PREFIX:
         keys = wr[2] if cfg[C_CACHE_DELAY] > 0 else kv[5]
         vals = wr[3] if cfg[C_CACHE_DELAY] > 0 else kv[6]
         lo = _INT64_MAX
         hi = np.int64(0)
-        for i in range(n):
+        for p in range(n):
+            i = rl[p]
             c = np.int64(0)
             while c < nh and ht_get_nb(keys, vals, i, hashes[c]) >= 0:
                 c += 1
-            tied[i] = c
+            tied[p] = c
             lo = min(lo, c)
             hi = max(hi, c)
-        for i in range(n):
-            sc[i] = 1.0 if hi == lo else np.float64(tied[i] - lo) / np.float64(hi - lo)
+        for p in range(n):
+            sc[p] = 1.0 if hi == lo else np.float64(tied[p] - lo) / np.float64(hi - lo)
     elif code == SC_QUEUE_DEPTH or code == SC_RUNNING_REQUESTS or code == SC_VLLM_DP:
         lo = _INT64_MAX
         hi = np.int64(0)
-        for i in range(n):
+        for p in range(n):
+            i = rl[p]
             if code == SC_QUEUE_DEPTH:
                 v = ins[i, I_SNAP_QD]
             elif code == SC_RUNNING_REQUESTS:
                 v = ins[i, I_SNAP_BS]
             else:
                 v = ins[i, I_SNAP_QD] * 4 + ins[i, I_SNAP_BS]
-            tied[i] = v
+            tied[p] = v
             lo = min(lo, v)
             hi = max(hi, v)
-        for i in range(n):
-            sc[i] = 1.0 if hi == lo else np.float64(hi - tied[i]) / np.float64(hi - lo)
+        for p in range(n):
+            sc[p] = 1.0 if hi == lo else np.float64(hi - tied[p]) / np.float64(hi - lo)
     elif code == SC_KV_UTIL:
-        for i in range(n):
+        for p in range(n):
+            i = rl[p]
             tot = ins[i, I_TOTAL_BLOCKS]
             util = np.float64(ins[i, I_SNAP_KV_USED]) / np.float64(tot) if tot > 0 else 0.0
-            sc[i] = 1.0 - util
+            sc[p] = 1.0 - util
     elif code == SC_LOAD_BALANCE:
-        for i in range(n):
+        for p in range(n):
+            i = rl[p]
             load = ins[i, I_SNAP_QD] + ins[i, I_SNAP_BS] + ins[i, I_INFLIGHT]
-            sc[i] = 1.0 / (1.0 + np.float64(load))
+            sc[p] = 1.0 / (1.0 + np.float64(load))
     elif code == SC_ACTIVE_REQUESTS:
         m = np.int64(0)
-        for i in range(n):
-            m = max(m, ins[i, I_INFLIGHT])
-        for i in range(n):
-            f = ins[i, I_INFLIGHT]
-            sc[i] = 1.0 if (f == 0 or m == 0) else np.float64(m - f) / np.float64(m)
+        for p in range(n):
+            m = max(m, ins[rl[p], I_INFLIGHT])
+        for p in range(n):
+            f = ins[rl[p], I_INFLIGHT]
+            sc[p] = 1.0 if (f == 0 or m == 0) else np.float64(m - f) / np.float64(m)
     elif code == SC_LOAD_AWARE:
-        for i in range(n):
-            qd = ins[i, I_SNAP_QD]
+        for p in range(n):
+            qd = ins[rl[p], I_SNAP_QD]
             if qd == 0:
-                sc[i] = 0.5
+                sc[p] = 0.5
             else:
                 c = min(qd, 128)
-                sc[i] = 0.5 * (1.0 - np.float64(c) / np.float64(128))
+                sc[p] = 0.5 * (1.0 - np.float64(c) / np.float64(128))
     elif code == SC_PREFIX_AFFINITY:
-        for i in range(n):
+        for p in range(n):
             if nh == 0:
-                sc[i] = 0.0
+                sc[p] = 0.0
                 continue
             c = np.int64(0)
-            while c < nh and lru_contains_nb(pa, i, hashes[c]):
+            while c < nh and lru_contains_nb(pa, rl[p], hashes[c]):
                 c += 1
-            sc[i] = np.float64(c) / np.float64(nh)
+            sc[p] = np.float64(c) / np.float64(nh)
     elif code == SC_NO_HIT_LRU:
-        # state (wr[12]): [0:n] instance list, most recent first; [n] length; [n+1] warm flag;
-        # [n+2] last scored request
+        # state (wr[12]): [0] list length; [1] warm flag; [2] last scored request;
+        # [3:3+length] instance indices, most recent first
         st = wr[12]
+        rpos = wr[14]
         keys = wr[2] if cfg[C_CACHE_DELAY] > 0 else kv[5]
         vals = wr[3] if cfg[C_CACHE_DELAY] > 0 else kv[6]
-        st[n + 2] = r
+        st[2] = r
         warm = False
-        for i in range(n):
-            if nh > 0 and ht_get_nb(keys, vals, i, hashes[0]) >= 0:
+        for p in range(n):
+            if nh > 0 and ht_get_nb(keys, vals, rl[p], hashes[0]) >= 0:
                 warm = True
                 break
         if warm:
-            st[n + 1] = 1
-            for i in range(n):
-                sc[i] = 0.5
+            st[1] = 1
+            for p in range(n):
+                sc[p] = 0.5
         else:
-            st[n + 1] = 0
+            st[1] = 0
             if n == 1:
                 sc[0] = 1.0
-            else:
+            elif n > 1:
+                # forget instances that are no longer routable (BLIS prunes its LRU list)
+                used = np.int64(0)
+                for j in range(st[0]):
+                    if rpos[st[3 + j]] >= 0:
+                        st[3 + used] = st[3 + j]
+                        used += 1
+                st[0] = used
                 rank = np.int64(0)
-                used = st[n]
-                for i in range(n):          # never-used instances first, in snapshot order
+                for p in range(n):          # never-used instances first, in snapshot order
+                    i = rl[p]
                     seen = False
                     for j in range(used):
-                        if st[j] == i:
+                        if st[3 + j] == i:
                             seen = True
                             break
                     if not seen:
-                        sc[i] = 1.0 - np.float64(rank) / np.float64(n - 1)
+                        sc[p] = 1.0 - np.float64(rank) / np.float64(n - 1)
                         rank += 1
                 for j in range(used - 1, -1, -1):   # then least- to most-recently used
-                    sc[st[j]] = 1.0 - np.float64(rank) / np.float64(n - 1)
+                    sc[rpos[st[3 + j]]] = 1.0 - np.float64(rank) / np.float64(n - 1)
                     rank += 1
     elif code == SC_LORA_AFFINITY:
-        for i in range(n):
-            sc[i] = 1.0  # requests carry no adapter: every instance scores 1
+        for p in range(n):
+            sc[p] = 1.0  # requests carry no adapter: every instance scores 1
     else:
-        for i in range(n):
-            sc[i] = 0.0
+        for p in range(n):
+            sc[p] = 0.0
 
 
 @njit
 def _route_weighted(rq, ins, kv, wr, pa, cfg, n, r, hashes, nh, tied, router_rng, total, sc):
     """BLIS's weighted scoring: clamp each scorer to [0,1], add score x normalised
-    weight per instance (scorer order), pick the maximum; exact ties -> Intn."""
+    weight per instance (scorer order), pick the maximum; exact ties -> Intn.
+    Works over the ``n`` routable instances ``wr[13][:n]`` and returns the chosen
+    *position* in that list (-1 when n == 0); ``total`` holds the per-position scores."""
+    if n <= 0:
+        return np.int64(-1)
     codes = wr[0]
     weights = wr[1]
     for i in range(n):
@@ -892,9 +915,10 @@ def _route_weighted(rq, ins, kv, wr, pa, cfg, n, r, hashes, nh, tied, router_rng
         if total[i] == best:
             tied[nt] = i
             nt += 1
-    target = tied[0]
+    pos = tied[0]
     if nt > 1:
-        target = tied[intn_nb(router_rng, nt)]
+        pos = tied[intn_nb(router_rng, nt)]
+    target = wr[13][pos]
     # observers: the prefix-affinity index records the request's blocks on the target;
     # no-hit-lru moves the target to the front after a cold request
     for k in range(codes.shape[0]):
@@ -903,30 +927,33 @@ def _route_weighted(rq, ins, kv, wr, pa, cfg, n, r, hashes, nh, tied, router_rng
                 lru_record_nb(pa, target, hashes[c], cfg[C_PA_CAP])
         elif codes[k] == SC_NO_HIT_LRU:
             no_hit_lru_observe_nb(wr[12], n, r, target)
-    return target
+    return pos
 
 
 @njit
 def no_hit_lru_observe_nb(st, n, r, target):
-    """Move ``target`` to the front of the no-hit-lru list after a cold request."""
-    if st[n + 1] != 0 or st[n + 2] != r:
+    """Move instance ``target`` to the front of the no-hit-lru list after a cold request
+    (state layout: see scorer_scores_nb)."""
+    if st[1] != 0 or st[2] != r:
         return
-    used = st[n]
+    used = st[0]
     pos = used
     for j in range(used):
-        if st[j] == target:
+        if st[3 + j] == target:
             pos = j
             break
     if pos == used:
-        st[n] = used + 1
+        st[0] = used + 1
     for j in range(pos, 0, -1):
-        st[j] = st[j - 1]
-    st[0] = target
+        st[3 + j] = st[3 + j - 1]
+    st[3] = target
 
 
 @njit
 def _admit_builtin(rq, ins, glob, cfg, cfgf, wr, r, now, n_inst):
-    """Built-in admission policies. Returns (admitted, reason code, detail value)."""
+    """Built-in admission policies over the ``n_inst`` routable instances ``wr[13]``.
+    Returns (admitted, reason code, detail value)."""
+    rl = wr[13]
     code = cfg[C_ADMISSION]
     cls_pri = cfg[C_MAX_PRI] - rq[R_PRIO, r]  # SLO priority, higher = more important
     if cfg[C_TENANT_CAP] > 0:
@@ -941,7 +968,8 @@ def _admit_builtin(rq, ins, glob, cfg, cfgf, wr, r, now, n_inst):
         return False, AR_REJECT_ALL, 0.0
     if code == ADMIT_TIER_SHED:
         max_load = np.int64(0)
-        for i in range(n_inst):
+        for p in range(n_inst):
+            i = rl[p]
             load = ins[i, I_SNAP_QD] + ins[i, I_SNAP_BS] + ins[i, I_INFLIGHT]
             if load > max_load:
                 max_load = load
@@ -956,7 +984,8 @@ def _admit_builtin(rq, ins, glob, cfg, cfgf, wr, r, now, n_inst):
         sat = 1.0
         if n_inst > 0:
             total = 0.0
-            for i in range(n_inst):
+            for p in range(n_inst):
+                i = rl[p]
                 tot = ins[i, I_TOTAL_BLOCKS]
                 util = np.float64(ins[i, I_SNAP_KV_USED]) / np.float64(tot) if tot > 0 else 0.0
                 q = np.float64(ins[i, I_SNAP_QD]) / cfgf[CF_GAIE_QD]
@@ -993,6 +1022,8 @@ def _trace_admission(wr, glob, r, t, ok, reason, val):
 
 @njit
 def _trace_routing(wr, ins, glob, r, t, target, n_inst, scores, has_scores, val):
+    """One routing record; candidates are instance-indexed (``scores`` per routable
+    position); instances that were not routable get queue depth -1."""
     k = glob[G_TR_RT_N]
     ri = wr[8]
     ri[k, 0] = r
@@ -1001,13 +1032,23 @@ def _trace_routing(wr, ins, glob, r, t, target, n_inst, scores, has_scores, val)
     wr[9][k] = val
     ci = wr[10]
     cf = wr[11]
+    rpos = wr[14]
     for i in range(n_inst):
+        p = rpos[i]
+        if p < 0:
+            ci[k, i, 0] = -1
+            ci[k, i, 1] = 0
+            ci[k, i, 2] = 0
+            ci[k, i, 3] = 0
+            cf[k, i, 0] = np.nan
+            cf[k, i, 1] = 0.0
+            continue
         ci[k, i, 0] = ins[i, I_SNAP_QD]
         ci[k, i, 1] = ins[i, I_SNAP_BS]
         ci[k, i, 2] = ins[i, I_INFLIGHT]
         tot = ins[i, I_TOTAL_BLOCKS]
         ci[k, i, 3] = tot - ins[i, I_SNAP_KV_USED]
-        cf[k, i, 0] = scores[i] if has_scores else np.nan
+        cf[k, i, 0] = scores[p] if has_scores else np.nan
         cf[k, i, 1] = np.float64(ins[i, I_SNAP_KV_USED]) / np.float64(tot) if tot > 0 else 0.0
     glob[G_TR_RT_N] = k + 1
 
@@ -1100,8 +1141,9 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, c
                     glob[G_GROW] = GROW_CHEAP
                     return GROW
                 _cache_refresh(kv, ins, wr, n_inst, tc, cfg, glob)
-                for ii in range(n_inst):  # building the RouterState refreshes due snapshots
-                    _snapshot_refresh(ins, ii, tc, cfg[C_SNAP_INTERVAL])
+                n_rt = glob[G_NROUTABLE]
+                for pp in range(n_rt):  # building the RouterState refreshes due snapshots
+                    _snapshot_refresh(ins, wr[13][pp], tc, cfg[C_SNAP_INTERVAL])
                 if cfg[C_ADMISSION] == ADMIT_PYTHON:
                     if glob[G_DECISION] < 0:
                         glob[G_PENDING_REQ] = r
@@ -1113,7 +1155,7 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, c
                     reason = np.int64(AR_ADMITTED) if admitted else np.int64(AR_PYTHON)
                     aval = 0.0
                 else:
-                    admitted, reason, aval = _admit_builtin(rq, ins, glob, cfg, cfgf, wr, r, tc, n_inst)
+                    admitted, reason, aval = _admit_builtin(rq, ins, glob, cfg, cfgf, wr, r, tc, n_rt)
                     held = False
                 heap_pop_nb(ct, ck, cr, g2, np.int64(0), np.int64(G_CHLEN))
                 glob[G_CLOCK] = tc
@@ -1140,21 +1182,26 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, c
                 continue
             # routing
             _cache_refresh(kv, ins, wr, n_inst, tc, cfg, glob)
-            for ii in range(n_inst):
-                _snapshot_refresh(ins, ii, tc, cfg[C_SNAP_INTERVAL])
+            n_rt = glob[G_NROUTABLE]
+            for pp in range(n_rt):
+                _snapshot_refresh(ins, wr[13][pp], tc, cfg[C_SNAP_INTERVAL])
+            rpos_t = np.int64(-1)
             if cfg[C_ROUTING] == ROUTE_PYTHON:
-                if glob[G_DECISION] < 0:
+                if glob[G_DECISION] == -1:
                     glob[G_PENDING_REQ] = r
                     glob[G_CLOCK] = tc
                     return NEED_ROUTE
-                target = glob[G_DECISION]
+                target = glob[G_DECISION]   # -2 = the Python policy rejected the request
+                if target < 0:
+                    target = np.int64(-1)
                 glob[G_DECISION] = -1
             elif cfg[C_ROUTING] == ROUTE_WEIGHTED:
                 nh = request_hashes_nb(rq, gseed, r, cfg[C_BLOCK], hsc[0])
-                target = _route_weighted(rq, ins, kv, wr, pa, cfg, n_inst, r, hsc[0], nh, scratch[7],
+                rpos_t = _route_weighted(rq, ins, kv, wr, pa, cfg, n_rt, r, hsc[0], nh, scratch[7],
                                          router_rng, hsc[1], hsc[2])
+                target = wr[13][rpos_t] if rpos_t >= 0 else np.int64(-1)
             else:
-                target = _route_builtin(rq, ins, glob, cfg, r, tc, router_rng, scratch[7])
+                target = _route_builtin(rq, ins, glob, cfg, r, tc, router_rng, scratch[7], wr[13], n_rt)
             if target >= 0 and ins[target, I_HLEN] + 1 > ht.shape[1]:
                 glob[G_GROW] = GROW_HEAP
                 return GROW
@@ -1167,7 +1214,7 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, c
             if cfg[C_TRACE] != 0:
                 code = cfg[C_ROUTING]
                 if code == ROUTE_WEIGHTED:
-                    rval = hsc[1][target]
+                    rval = hsc[1][rpos_t]
                 elif code == ROUTE_ROUND_ROBIN:
                     rval = np.float64(glob[G_RR] - 1)
                 else:
@@ -1197,6 +1244,11 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, c
             glob[G_GROW] = grow
             return GROW
         _instance_event(rq, ins, ev, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, lat, bi, scratch)
+        if ins[bi, I_LIFE] == LIFE_DRAINING and wq_len_nb(ins, bi) == 0 and ins[bi, I_BLEN] == 0:
+            # a draining instance with nothing queued or running terminates (BLIS checks
+            # after each of its events); Python releases its GPUs
+            ins[bi, I_LIFE] = LIFE_TERMINATED
+            ins[bi, I_LIFE_T] = ins[bi, I_CLOCK]
         if glob[G_FIN_N] > 0:
             if cfg[C_TENANT_CAP] > 0:
                 fin = scratch[9]

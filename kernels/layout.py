@@ -116,7 +116,11 @@ I_PENDING_LAT = 47   # transfer latency to add to the next step (us)
 I_CLOG_ON = 48       # log hash-table changes for the delayed cache snapshot (1/0)
 I_CLOG_N = 49        # entries in the change log
 I_CLOG_OVF = 50      # the log overflowed: copy the whole table at the next refresh
-NIF = 51
+# -- autoscaling: instance lifecycle (LIFE_* below; 0 = Active, so runs without
+#    node pools/autoscaler need no initialisation)
+I_LIFE = 51          # lifecycle state LIFE_*
+I_LIFE_T = 52        # time of the last lifecycle change made by the kernel (Draining -> Terminated)
+NIF = 53
 
 # ---- run configuration: cfg[C_*]
 C_BLOCK = 0
@@ -199,7 +203,10 @@ G_TR_ADM_N = 17      # admission trace records
 G_TR_RT_N = 18       # routing trace records
 G_PENDING_KIND = 19  # priority of the cluster event handed to Python
 G_STOP_AT = 20       # return DONE before any event later than this (live stepping); INT64_MAX = never
-NG = 21
+# -- autoscaling: the routable instance list lives in wr[13] (positions -> instance),
+#    its inverse in wr[14] (instance -> position or -1); maintained by Python
+G_NROUTABLE = 21     # number of routable instances (Active), the length of wr[13]
+NG = 22
 
 # admission reasons (trace records)
 AR_ADMITTED = 0
@@ -222,6 +229,17 @@ CP_ROUTING = 2
 CP_GW_EVICT = 5
 CP_GW_TTL = 6
 CP_GW_TICK = 7
+# -- autoscaling (Python-level cluster events, handed over with NEED_EVENT)
+CP_NODE_LIFECYCLE = -2   # NodeReadyEvent/NodeDrainedEvent (never scheduled, as in BLIS)
+CP_INST_LOADED = -1      # InstanceLoadedEvent: Loading -> Active
+CP_SCALE_TICK = 8        # ScalingTickEvent
+CP_SCALE_ACT = 9         # ScaleActuationEvent
+
+# instance lifecycle states (ins[i, I_LIFE]); only LIFE_ACTIVE instances are routable
+LIFE_ACTIVE = 0
+LIFE_LOADING = 1
+LIFE_DRAINING = 2
+LIFE_TERMINATED = 3
 
 # kernel return codes
 DONE = 0

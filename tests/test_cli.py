@@ -53,10 +53,18 @@ def test_unparseable_flag_value_exits_1_with_the_flag_name():
 
 
 def test_unsupported_feature_is_refused_not_simulated_wrongly(tmp_path, capsys):
+    # blis replay does not simulate the autoscaler or node pools (as in BLIS): one clear error
     cfg = tmp_path / "p.yaml"
     cfg.write_text("autoscaler:\n  interval_us: 1000000\n")
-    assert main(BASE + ["--policy-config", str(cfg)]) == 1
+    replay = ["replay", "--model", "meta-llama/llama-3.1-8b-instruct", "--trace-header", str(tmp_path / "h.yaml"),
+              "--trace-data", str(tmp_path / "d.csv")]
+    assert main(replay + ["--policy-config", str(cfg)]) == 1
     assert "autoscaler" in _err(capsys)
+    assert main(replay + ["--model-autoscaler-interval-us", "5"]) == 1
+    assert "--model-autoscaler-interval-us" in _err(capsys)
+    cfg.write_text("node_pools:\n  - {name: a, gpu_type: H100, gpus_per_node: 1, gpu_memory_gib: 80}\n")
+    assert main(replay + ["--policy-config", str(cfg)]) == 1
+    assert "node_pools" in _err(capsys)
 
 
 def test_missing_policy_config_file_is_a_clear_error(capsys):

@@ -255,3 +255,52 @@ def test_registered_trace_record_type_is_written_with_the_decision_trace():
         assert tables["toy-instance-counts"]["requests"].to_pylist() == [5, 5]
     finally:
         TRACE_RECORDS.unregister("toy-instance-counts")
+
+
+# ---- 10. autoscaler engine
+def test_registered_autoscaler_engine_is_selectable_from_the_policy_yaml(tmp_path, capsys):
+    from blis.autoscaler import ENGINES, ScaleDecision, register_engine, sorted_by_asc_cost
+
+    calls = []
+
+    def one_at_a_time(results, inventory):
+        calls.append([r.model_id for r in results])
+        out = []
+        for r in results:
+            if r.required_capacity > 0:
+                for vc in sorted_by_asc_cost(r.variant_capacities):
+                    if inventory.free_slots(vc.variant) >= vc.variant.tp:
+                        out.append(ScaleDecision(r.model_id, vc.variant, 1))
+                        break
+            elif r.spare_capacity > 0:
+                active = [vc for vc in sorted_by_asc_cost(r.variant_capacities) if vc.replica_count > 0]
+                if active:
+                    out.append(ScaleDecision(r.model_id, active[-1].variant, -1))
+        return out
+
+    register_engine("one-at-a-time", one_at_a_time)
+    try:
+        pol = tmp_path / "p.yaml"
+        pol.write_text("autoscaler:\n  interval_us: 500000\n  engine: one-at-a-time\n"
+                       "node_pools:\n  - {name: h100, gpu_type: H100, gpus_per_node: 8, gpu_memory_gib: 80,"
+                       " initial_nodes: 1, max_nodes: 1, cost_per_hour: 4}\n")
+        st = tmp_path / "scale.parquet"
+        argv = ["run", *MODEL, "--latency-model", "roofline", "--num-requests", "300", "--rate", "40",
+                "--num-instances", "2", "--policy-config", str(pol), "--scale-trace", str(st)]
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert "Engine: one-at-a-time" in out
+        assert calls and all(c == ["meta-llama/llama-3.1-8b-instruct"] for c in calls)
+        import pyarrow.parquet as pq
+        rows = pq.read_table(st).to_pylist()
+        decisions = [r for r in rows if r["kind"] == "decision"]
+        assert decisions and all(abs(r["delta"]) == 1 for r in decisions)
+        # the first tick sees an idle cluster of two: it drains exactly one replica
+        assert decisions[0]["time_us"] == 0 and decisions[0]["delta"] == -1
+        # an unknown engine name is one clear error naming the field and the valid names
+        pol.write_text("autoscaler:\n  interval_us: 500000\n  engine: two-at-a-time\n")
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert "autoscaler.engine" in err and "one-at-a-time" in err and "greedy" in err
+    finally:
+        ENGINES.unregister("one-at-a-time")

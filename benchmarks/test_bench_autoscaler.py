@@ -1,0 +1,78 @@
+"""Autoscaler overhead benchmark (group "simulation").
+
+The cluster scenario of ``test_bench_cluster.py`` (16 instances, weighted routing,
+16 tenants with 256-token system prompts, 300 req/s) run twice: without the
+autoscaler, and with node pools + the autoscaler ticking every 100 ms but
+configured so that it never changes capacity (a scale-up threshold no load can
+reach, and a scale-down stabilization window longer than the run, so every
+tick's scale-down signal is suppressed by the gate).  The difference is the
+pipeline's own cost: ticks (collector, analyzer, engine, stabilization), the
+lifecycle state the routing code checks, and the routable-instance indirection.
+Target: under 10% (``autoscaler_overhead`` in extra_info of the autoscaler
+benchmarks, min-of-3 times; run the file as a whole so the baseline is measured).
+
+    python -m pytest benchmarks/test_bench_autoscaler.py --benchmark-only
+    BLIS_BENCH_FULL=1 python -m pytest benchmarks/test_bench_autoscaler.py --benchmark-only   # 10k requests
+"""
+import time
+
+import pytest
+
+from benchmarks.harness import FULL
+from benchmarks.test_bench_cluster import cluster_simulation
+
+pytestmark = pytest.mark.benchmark(group="simulation")
+
+N = 10_000 if FULL else 2_000
+_times = {}
+
+
+def _autoscaler(interval_us=1_000_000.0):
+    from blis.autoscaler import AnalyzerConfig, Autoscaler, AutoscalerConfig, NodePoolConfig
+    cfg = AutoscalerConfig(interval_us=interval_us, engine="greedy", scale_down_window_us=1e15,
+                           analyzer=AnalyzerConfig(scale_up_threshold=1e9),
+                           node_pools=[NodePoolConfig("h100", "H100", 8, 80.0, 2, 0, 2, cost_per_hour=4.0)],
+                           warm_start_initial_instances=True)
+    return Autoscaler(cfg, model="meta-llama/llama-3.1-8b-instruct", gpu="H100", tp=1, seed=42)
+
+
+def _bench(benchmark, key, interval_us):
+    make = cluster_simulation(N)
+
+    def build():
+        sim = make()
+        if interval_us:
+            from blis.engine import Simulation
+            sim = Simulation(sim.table, sim.cfg, sim.latency, autoscaler=_autoscaler(interval_us))
+        return sim
+
+    build().run()  # warm-up (numba cache load)
+    best = []
+
+    def once():
+        sim = build()
+        t0 = time.perf_counter()
+        res = sim.run()
+        best.append(time.perf_counter() - t0)
+        return sim, res
+
+    sim, res = benchmark.pedantic(once, rounds=3, iterations=1)
+    assert sum(x.completed for x in res.instances) == N
+    _times[key] = min(best)
+    benchmark.extra_info.update({"requests": N, "requests_per_s": round(N / min(best))})
+    return sim
+
+
+def test_cluster_16_instances_without_autoscaler(benchmark):
+    _bench(benchmark, "off", 0)
+
+
+@pytest.mark.parametrize("interval_us", [1_000_000, 100_000])
+def test_cluster_16_instances_with_idle_autoscaler(benchmark, interval_us):
+    """Ticks every simulated second (30x BLIS's example interval), and every 100 ms as a stress case."""
+    sim = _bench(benchmark, interval_us, interval_us)
+    u = sim.autoscaler.usage()
+    assert u["ticks"] > 5 and u["scale_ups"] == 0 and u["scale_downs"] == 0   # capacity never changed
+    benchmark.extra_info["ticks"] = u["ticks"]
+    if "off" in _times:
+        benchmark.extra_info["autoscaler_overhead"] = round(_times[interval_us] / _times["off"] - 1.0, 4)
