@@ -64,6 +64,9 @@ class RequestTable:
     #: closed-loop session plan (:class:`blis.workload.sessions.SessionPlan`) or None: the
     #: simulation generates the sessions' follow-up rounds as their requests finish
     sessions: object = None
+    #: the rows in the order their source listed them (BLIS's request slice, which trace export
+    #: follows) when that differs from arrival order; None = table order
+    list_order: object = None
 
     def __post_init__(self):
         for cat in CATEGORICAL:

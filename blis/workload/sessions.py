@@ -28,18 +28,21 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..kernels import layout as Lo
 from ..kernels.gorand import skip_intn_nb
 from ..requests import FIELD_DEFAULTS, RequestTable
 from ..rng import GoRand, SUBSYSTEM_WORKLOAD_GEN, derive_seed, splitmix64, to_int64
 from . import generator as _gen
 from . import synthesis as _syn
-from .distributions import LengthSampler, make_length_sampler, sample_length_nb
+from .distributions import (LENGTH_CONSTANT, LENGTH_LOGNORMAL, LengthSampler, go_int, make_length_sampler,
+                            sample_length_nb, sequence_sampler)
 
 log = logging.getLogger("blis.sessions")
 
@@ -432,3 +435,177 @@ def generate_session_workload(spec, horizon_us: int, max_requests: int, generate
     if max_requests > 0 and total_users > 0:
         budget = max(0, max_requests - n)
     return t, SessionPlan(blueprints, budget)
+
+
+# ---------------------------------------------------------------------------
+# Closed-loop trace replay (blis replay --session-mode closed-loop)
+# ---------------------------------------------------------------------------
+THINK_TIME_DIST_TYPES = ("lognormal", "constant")
+
+
+def _think_params(text: str, flag: str) -> Dict[str, str]:
+    """BLIS's ``parseKVParams``: ``k=v,k=v`` (blank items skipped, duplicate keys refused)."""
+    out: Dict[str, str] = {}
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if "=" not in item:
+            raise ConfigError(f"{flag}: parameter {item!r} must be key=value")
+        key, value = item.split("=", 1)
+        if key in out:
+            raise ConfigError(f"{flag}: parameter {key!r} must be given once, got it twice")
+        out[key] = value
+    return out
+
+
+def _time_us(text: str, flag: str, what: str) -> int:
+    """BLIS's ``parseTimeToMicros``: suffix ``us``, ``ms`` or ``s``; a bare number is milliseconds."""
+    from .servegen import go_parse_float
+
+    for suffix, scale in (("us", 1), ("ms", 1_000), ("s", 1_000_000)):
+        if text.endswith(suffix):
+            number = text[:-len(suffix)]
+            break
+    else:
+        number, scale = text, 1_000
+    v = go_parse_float(number)
+    if v is None or v != v or v < 0 or math.isinf(v):
+        raise ConfigError(f"{flag}: {what} must be a non-negative time such as 500ms, 3s or 250us "
+                          f"(a bare number is milliseconds), got {text!r}")
+    return go_int(v * scale)
+
+
+def parse_think_time_dist(text: str, flag: str = "--think-time-dist") -> LengthSampler:
+    """BLIS's ``ParseThinkTimeDist``: a think-time sampler in µs from ``type:key=value,...``.
+
+    ``lognormal:mu=M,sigma=S[,min=T][,max=T]`` -- ``ln(seconds)`` is normal(M, S)
+    (sigma > 0), clamped to [min, max]; ``constant:value=T``.  Times take the
+    suffix ``s``, ``ms`` or ``us``; a bare number is milliseconds.
+    """
+    from .servegen import go_parse_float
+
+    if ":" not in text:
+        raise ConfigError(f"{flag}: must have the form type:key=value,... (types: "
+                          f"{', '.join(THINK_TIME_DIST_TYPES)}), got {text!r}")
+    kind, rest = text.split(":", 1)
+    params = _think_params(rest, flag)
+    if kind == "lognormal":
+        vals = {}
+        for key in ("mu", "sigma"):
+            if key not in params:
+                raise ConfigError(f"{flag}: lognormal requires parameter {key!r} (required: mu, sigma), got {text!r}")
+            v = go_parse_float(params[key])
+            if v is None:
+                raise ConfigError(f"{flag}: lognormal {key} must be a number, got {params[key]!r}")
+            if v != v or math.isinf(v) or (key == "sigma" and v <= 0):
+                need = "a finite positive number" if key == "sigma" else "a finite number"
+                raise ConfigError(f"{flag}: lognormal {key} must be {need}, got {params[key]!r}")
+            vals[key] = v
+        lo = _time_us(params["min"], flag, "lognormal min") if "min" in params else 0
+        hi = _time_us(params["max"], flag, "lognormal max") if "max" in params else 0
+        if lo > 0 and hi > 0 and lo > hi:
+            raise ConfigError(f"{flag}: lognormal min must be <= max, got min={lo} µs, max={hi} µs")
+        # mu and sigma describe ln(seconds); the sampler draws microseconds
+        return LengthSampler(LENGTH_LOGNORMAL, np.array([vals["mu"] + math.log(1e6), vals["sigma"],
+                                                         float(lo), float(hi)]))
+    if kind == "constant":
+        if "value" not in params:
+            raise ConfigError(f"{flag}: constant requires parameter 'value' (required: value), got {text!r}")
+        return LengthSampler(LENGTH_CONSTANT, np.array([float(_time_us(params["value"], flag, "constant value"))]))
+    raise ConfigError(f"{flag}: type must be one of {', '.join(THINK_TIME_DIST_TYPES)}, got {kind!r}")
+
+
+def horizon_from_max_arrival(max_arrival: int) -> int:
+    """BLIS's replay horizon rule: twice the latest arrival (10 minutes when it is <= 0, INT64_MAX on overflow)."""
+    if max_arrival > INT64_MAX // 2:
+        return int(INT64_MAX)
+    if max_arrival <= 0:
+        return 600_000_000
+    return 2 * int(max_arrival)
+
+
+def tracev2_session_workload(trace, seed: int = 42, think_sampler: Optional[LengthSampler] = None,
+                             horizon_us: int = 0) -> RequestTable:
+    """BLIS's ``LoadTraceV2SessionBlueprints``: the table ``blis replay --session-mode closed-loop`` injects.
+
+    Every session's round 0 and every record without a session are injected at
+    their recorded times (``send_time_us`` when > 0); ``table.sessions`` holds
+    one blueprint per session (first-appearance order) whose follow-up rounds
+    replay the recorded input/output lengths but arrive a think time after the
+    previous round completes.  Think time: ``think_sampler`` when given (CLI),
+    else the session's recorded ``think_time_us`` (rounds 1..N) when any is
+    non-zero, else the gaps between recorded arrivals (clamped at 0).  The
+    header's ``session_context_growth: accumulate`` makes each follow-up's input
+    the previous round's input and actual output plus its recorded input.
+    ``horizon_us <= 0``: no horizon for the follow-ups.  Token content (and
+    the per-session RNG that lognormal think times draw from) follows BLIS's
+    draws from ``seed``.
+    """
+    from .tracev2 import effective_input_tokens, prefix_group_lengths, tracev2_to_requests
+
+    r = trace.records
+    if len(trace) == 0:
+        raise ConfigError("trace: must contain at least one record, got an empty trace")
+    if horizon_us <= 0:
+        horizon_us = int(INT64_MAX)
+    sessions: Dict[str, List[int]] = {}
+    loose: List[int] = []
+    for i, sid in enumerate(r["session_id"].tolist()):
+        if sid == "":
+            loose.append(i)
+        else:
+            sessions.setdefault(sid, []).append(i)
+    rounds = r["round_index"]
+    for sid, rows in sessions.items():
+        rows.sort(key=lambda i: int(rounds[i]))
+        for k, i in enumerate(rows):
+            if int(rounds[i]) != k:
+                raise ConfigError(f"trace: session {sid!r} round_index values must be consecutive from 0, "
+                                  f"expected {k}, got {int(rounds[i])}")
+    growth = str(trace.header.get("session_context_growth", "") or "")
+    if growth not in ("", "accumulate"):
+        raise ConfigError(f"trace header: session_context_growth must be \"accumulate\" or empty, got {growth!r}")
+
+    group_len = prefix_group_lengths(trace)
+    effective = effective_input_tokens(trace)
+    out_tokens = r["output_tokens"]
+    rng = GoRand(int(seed))
+    for g, plen in group_len.items():  # the shared prefix tokens, in order of first appearance
+        rng.skip_intn(_syn.MAX_TOKEN_ID, plen)
+    firsts = [rows[0] for rows in sessions.values()]
+    table = tracev2_to_requests(trace, seed, rows=np.array(firsts + loose, np.int64))
+    if not sessions:
+        log.warning("--session-mode closed-loop: no session records found in trace; all requests injected "
+                    "with fixed timing")
+        return table
+    where = table.list_order if table.list_order is not None else np.arange(len(table))
+    think_recorded = r["think_time_us"]
+    arrivals = r["arrival_time_us"]
+    c = table.cols
+    blueprints = []
+    for k, (sid, rows) in enumerate(sessions.items()):
+        row0 = int(where[k])
+        follow = np.array(rows[1:], np.int64)
+        if think_sampler is not None:
+            think = think_sampler
+        elif len(follow) and np.any(think_recorded[follow] != 0):
+            think = sequence_sampler(np.maximum(think_recorded[follow], 0))
+        elif len(follow):
+            think = sequence_sampler(np.maximum(np.diff(arrivals[np.array(rows, np.int64)]), 0))
+        else:
+            think = None
+        s_rng = GoRand(rng.int63())
+        s_rng.skip_intn(_syn.MAX_TOKEN_ID, int(effective[rows[0]]))  # round 0's input and output tokens
+        s_rng.skip_intn(_syn.MAX_TOKEN_ID, int(out_tokens[rows[0]]))
+        plen = group_len.get(r["prefix_group"][rows[0]], 0)
+        blueprints.append(SessionBlueprint(
+            session=int(c["session"][row0]), sid=sid, client=int(c["client"][row0]), max_rounds=len(rows),
+            unlimited=False, accumulate=growth == "accumulate", think_time_us=0, timeout=None,
+            horizon=int(horizon_us), input_sampler=sequence_sampler(effective[follow]),
+            output_sampler=sequence_sampler(out_tokens[follow]), rng=s_rng,
+            prefix_row=row0 if plen > 0 else -1, prefix_len=plen, tenant=int(c["tenant"][row0]),
+            slo_class=int(c["slo_class"][row0]), model=int(c["model"][row0]), adapter=int(c["adapter"][row0]),
+            slo_target_us=int(c["slo_target_us"][row0]), think_sampler=think))
+    table.sessions = SessionPlan(blueprints, -1)
+    return table
