@@ -488,3 +488,32 @@ def test_rounds_dropped_outside_windows_keep_their_tokens_in_later_rounds():
         assert t["input_len"][r] == 60 * rounds[r] + 40
     assert t["context_parent"][k] == k - 1 and t["context_len"][k] == 60 * rounds[k - 1] + 60
     assert t["input_len"][k] - t["context_len"][k] == 60 * (rounds[k] - rounds[k - 1] - 1) + 40
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31), st.integers(1, 6), st.booleans(), st.booleans(), st.integers(0, 40))
+def test_accumulate_parents_are_the_previous_kept_round_for_any_workload(seed, rounds, windows, single, n):
+    lc = [ActiveWindow(0, 2_000_000), ActiveWindow(3_000_000, 6_000_000)] if windows else None
+    c = _rs_client(rounds=rounds, think=400_000, single=single, lifecycle=lc, prefix_group="q")
+    plain = ClientSpec(id="p", rate_fraction=1.0, arrival=ArrivalSpec("poisson"), prefix_group="q",
+                       input_distribution=DistSpec("constant", {"value": 30}),
+                       output_distribution=DistSpec("constant", {"value": 5}))
+    t = generate_requests(WorkloadSpec(seed=seed, aggregate_rate=3.0, clients=[c, plain]), 8_000_000, n)
+    t.validate()
+    again = generate_requests(WorkloadSpec(seed=seed, aggregate_rate=3.0, clients=[c, plain]), 8_000_000, n)
+    for k in t.cols:
+        np.testing.assert_array_equal(t[k], again[k])  # deterministic
+    sess, rnd, parent = t["session"], t["round_index"], t["context_parent"]
+    for r in range(len(t)):
+        earlier = [q for q in range(r) if sess[q] == sess[r] and sess[r] != 0]
+        if not earlier:
+            assert parent[r] == -1 and t["context_len"][r] == 0
+            continue
+        p = earlier[-1]
+        assert parent[r] == p and rnd[p] < rnd[r]
+        assert t["context_len"][r] == int(t["input_len"][p]) + int(t["output_len"][p]) <= t["input_len"][r]
+    # the plain client's rows keep the visible group label; session rows show "" but share its content
+    g = t["prefix_group"]
+    assert {t.names["prefix_group"][x] for x in g[sess == 0].tolist()} <= {"q"}
+    assert {t.names["prefix_group"][x] for x in g[sess != 0].tolist()} <= {""}
+    assert len(set(t.group_seeds[g].tolist())) <= 1
