@@ -194,9 +194,12 @@ def _replay_flags(p):
     _add(g, "--trace-header", str, "", "TraceV2 header YAML (required)")
     _add(g, "--trace-data", str, "", "TraceV2 data CSV (required)")
     _add(g, "--results-path", str, "", "write per-request results JSON")
-    _add(g, "--session-mode", str, "fixed", "fixed or closed-loop")
-    _add(g, "--think-time-ms", _int, 0, "closed-loop think time (ms)")
-    _add(g, "--think-time-dist", str, "", "closed-loop think time distribution")
+    _add(g, "--session-mode", str, "fixed", "fixed (recorded arrivals) or closed-loop (a session's next round "
+         "arrives a think time after its previous round completes)")
+    _add(g, "--think-time-ms", _int, 0, "closed-loop think time between rounds in ms (0 = the trace's recorded "
+         "think_time_us, else its arrival gaps)")
+    _add(g, "--think-time-dist", str, "", "closed-loop think time distribution, e.g. "
+         "lognormal:mu=2.0,sigma=0.6,min=3s,max=30s or constant:value=500ms")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -547,29 +550,52 @@ def build_run_workload(ns):
 
 
 def build_replay_workload(ns):
-    from blis.workload.tracev2 import load_tracev2
+    from blis.workload.sessions import horizon_from_max_arrival, parse_think_time_dist, tracev2_session_workload
+    from blis.workload.tracev2 import read_tracev2, tracev2_to_requests
 
     for flag, v in (("--trace-header", ns.trace_header), ("--trace-data", ns.trace_data)):
         if not v:
             raise ConfigError(f"{flag}: required, got ''")
         if not Path(v).is_file():
             raise ConfigError(f"{flag}: file must exist, got {v!r}")
-    if ns.session_mode != "fixed":
-        _choice("--session-mode", ns.session_mode, ("fixed", "closed-loop"))
-        raise ConfigError("--session-mode closed-loop: not supported by this version yet; valid now: fixed")
-    table = load_tracev2(ns.trace_header, ns.trace_data, ns.seed)
-    if "horizon" in ns._explicit:
-        horizon = ns.horizon
+    trace = read_tracev2(ns.trace_header, ns.trace_data)
+    closed = validate_session_flags(ns)
+    explicit = "horizon" in ns._explicit
+    if closed:
+        think = None
+        if "think_time_dist" in ns._explicit:
+            think = parse_think_time_dist(ns.think_time_dist)
+        elif ns.think_time_ms > 0:
+            think = parse_think_time_dist(f"constant:value={ns.think_time_ms}ms", "--think-time-ms")
+        # follow-ups stop at the horizon: --horizon, else twice the latest recorded arrival of round 0 and
+        # the session-less records
+        r = trace.records
+        first = (r["session_id"] == "") | (r["round_index"] == 0)
+        latest = int(r["arrival_time_us"][first].max()) if first.any() else 0
+        table = tracev2_session_workload(trace, ns.seed, think,
+                                         ns.horizon if explicit else horizon_from_max_arrival(latest))
     else:
-        arr = table["arrival_us"]
-        mx = int(arr.max()) if len(arr) else 0
-        if mx <= 0:
-            horizon = 600_000_000
-        elif mx > INT64_MAX // 2:
-            horizon = INT64_MAX
-        else:
-            horizon = 2 * mx
+        table = tracev2_to_requests(trace, ns.seed)
+    arr = table["arrival_us"]
+    horizon = ns.horizon if explicit else horizon_from_max_arrival(int(arr.max()) if len(arr) else 0)
     return table, horizon
+
+
+def validate_session_flags(ns) -> bool:
+    """``blis replay`` session flags (BLIS's order of checks); True for closed-loop replay."""
+    _choice("--session-mode", ns.session_mode, ("fixed", "closed-loop"))
+    closed = ns.session_mode == "closed-loop"
+    if ns.think_time_ms < 0:
+        raise ConfigError(f"--think-time-ms: must be >= 0, got {ns.think_time_ms}")
+    if ns.think_time_ms > 0 and not closed:
+        raise ConfigError(f"--think-time-ms: requires --session-mode closed-loop, got --session-mode "
+                          f"{ns.session_mode}")
+    if ns.think_time_dist != "" and not closed:
+        raise ConfigError(f"--think-time-dist: requires --session-mode closed-loop, got --session-mode "
+                          f"{ns.session_mode}")
+    if "think_time_ms" in ns._explicit and "think_time_dist" in ns._explicit:
+        raise ConfigError("--think-time-ms and --think-time-dist are mutually exclusive; give one of them")
+    return closed
 
 
 # ---------------------------------------------------------------- outputs
@@ -614,6 +640,10 @@ def _trace_export(ns, table, res, mode):
         else:  # replay exports only the initially injected requests
             k = len(table)
             status, first, last = status[:k], first[:k], last[:k]
+    order = getattr(table, "list_order", None)
+    if mode != "generated" and order is not None:  # BLIS exports its request list, in list order
+        table = table.take(order)
+        status, first, last = status[order], first[order], last[order]
     export_simulation_trace(table, status.astype(object), first, last, ns.trace_output, header=header)
 
 

@@ -64,6 +64,9 @@ class RequestTable:
     #: closed-loop session plan (:class:`blis.workload.sessions.SessionPlan`) or None: the
     #: simulation generates the sessions' follow-up rounds as their requests finish
     sessions: object = None
+    #: the rows in the order their source listed them (BLIS's request slice, which trace export
+    #: follows) when that differs from arrival order; None = table order
+    list_order: object = None
 
     def __post_init__(self):
         for cat in CATEGORICAL:
@@ -92,6 +95,27 @@ class RequestTable:
     @classmethod
     def empty(cls, n: int) -> "RequestTable":
         return cls({name: np.full(n, FIELD_DEFAULTS.get(name, 0), dtype) for name, dtype, _, _ in REQUEST_FIELDS})
+
+    def take(self, rows) -> "RequestTable":
+        """The table of ``rows`` (old row indices, in their new order): every column,
+        the name lists, the group seeds and the session plan are kept, and
+        ``context_parent`` is renumbered to the new rows.  A child whose parent is
+        not taken keeps only its own content (parent -1, context 0); a parent must
+        come before its child in ``rows``."""
+        rows = np.asarray(rows, np.int64)
+        cols = {k: v[rows] for k, v in self.cols.items()}
+        parent = cols["context_parent"]
+        if np.any(parent >= 0):
+            new_of = np.full(len(self), -1, np.int64)
+            new_of[rows] = np.arange(len(rows), dtype=np.int64)
+            mapped = np.where(parent >= 0, new_of[np.maximum(parent, 0)], -1)
+            if np.any(mapped >= np.arange(len(rows))):
+                raise ValueError("RequestTable.take: a context parent must come before its child")
+            cols["context_len"] = np.where(mapped >= 0, cols["context_len"], 0)
+            cols["context_parent"] = mapped
+        t = RequestTable(cols, {k: list(v) for k, v in self.names.items()}, self.group_seeds.copy())
+        t.sessions = self.sessions
+        return t
 
     def code(self, column: str, value: str) -> int:
         """Dictionary code of ``value`` in ``column``, adding it if new."""

@@ -222,7 +222,7 @@ def test_session_deadlines_and_slo_targets():
     assert (t["slo_target_us"][who == "c"] == 77).all() and (t["slo_target_us"][who != "c"] == 0).all()
 
 
-def test_closed_loop_sessions_generate_round0_and_their_split_is_available():
+def test_closed_loop_sessions_keep_round_zero_of_the_open_loop_generation():
     yaml_text = """
 version: "2"
 seed: 11
@@ -239,17 +239,19 @@ clients:
       multi_turn: {max_rounds: 3, think_time_us: 1000}
 """
     spec = parse_workload_spec(yaml_text)
-    planned = generate_spec_requests(spec, 10_000_000)  # closed loop: round 0 now, follow-ups while simulating
-    assert (planned["round_index"] == 0).all() and planned.sessions is not None
-    full = generate_requests(spec, 10_000_000, 0)
-    round0, sessions = G.reasoning_session_table(full, spec.clients, 11, 10_000_000, {"g": 16})
-    assert (round0["round_index"] == 0).all() and len(round0) == len(full) // 3
+    full = generate_requests(spec, 10_000_000, 0)  # every round, open-loop stamping
+    round0 = generate_spec_requests(spec, 10_000_000)
+    first = np.flatnonzero(full["round_index"] == 0)
+    assert (round0["round_index"] == 0).all() and len(round0) == len(first) == len(full) // 3
     assert round0["request_id"].tolist() == list(range(len(round0)))
+    for col in ("arrival_us", "input_len", "output_len", "prefix_len", "deadline_us", "content_seed"):
+        np.testing.assert_array_equal(round0[col], full[col][first])
     names = sorted({round0.label("session", i) for i in range(len(round0))})
-    assert [s.session_id for s in sessions] == names
-    bp = GoRand(11 + 7919)
-    assert [s.rng_seed for s in sessions] == [bp.int63() for _ in names]
-    assert {(s.max_rounds, s.think_time_us, s.prefix_len, s.prefix_group) for s in sessions} == {(3, 1000, 16, "g")}
+    bps = round0.sessions.blueprints
+    assert [bp.sid for bp in bps] == names
+    seeds = GoRand(11 + 7919)
+    assert [bp.rng.seed for bp in bps] == [seeds.int63() for _ in names]
+    assert {(bp.max_rounds, bp.think_time_us, bp.prefix_len) for bp in bps} == {(3, 1000, 16)}
     # open-loop: every round is kept
     spec.clients[0].closed_loop = False
     assert len(generate_spec_requests(spec, 10_000_000)) == len(full)
@@ -385,3 +387,133 @@ def test_same_seed_gives_identical_tables_for_every_path():
             np.testing.assert_array_equal(t1[k], t2[k], err_msg=k)
         assert t1.names == t2.names
         assert len(np.unique(t1["content_seed"])) == len(t1)
+
+
+# ---------------------------------------------------------------------------
+# Open-loop accumulate: context parents (§4.6) and BLIS's empty prefix-group label
+# ---------------------------------------------------------------------------
+def _open_tokens(table, r, upto=None):
+    """Explicit token list of row r (input then output), built by concatenation as BLIS's session buffer."""
+    from blis.kernels.prefix_hash import request_token_nb
+    c = table.cols
+    L, N = int(c["input_len"][r]), int(c["output_len"][r])
+    own = [int(request_token_nb(q, int(c["prefix_len"][r]), L, table.group_seeds[c["prefix_group"][r]],
+                                np.uint64(c["content_seed"][r]))) for q in range(L + N)]
+    p = int(c["context_parent"][r])
+    if p >= 0:
+        k = int(c["context_len"][r])
+        own[:k] = _open_tokens(table, p)[:k]
+    return own
+
+
+def test_open_loop_accumulate_rounds_start_with_the_previous_rounds_input_and_output():
+    from blis.engine import EngineConfig, Simulation
+    from blis.kernels.prefix_hash import req_token_nb
+    c = _rs_client(prefix_group="p", prefix_length=30, rounds=5)
+    t = generate_requests(WorkloadSpec(seed=5, aggregate_rate=0.5, clients=[c]), 30_000_000, 0)
+    t.validate()
+    sess = t["session"]
+    children = np.flatnonzero(t["round_index"] > 0)
+    assert len(children) > 10 and (t["context_parent"][t["round_index"] == 0] == -1).all()
+    for r in children.tolist():
+        p = int(t["context_parent"][r])
+        assert sess[p] == sess[r] and t["round_index"][p] == t["round_index"][r] - 1
+        assert t["context_len"][r] == int(t["input_len"][p]) + int(t["output_len"][p]) < t["input_len"][r]
+    # the kernels' token ids are those of an explicit concatenation: round r+1 = round r's tokens + new input
+    sim = Simulation(t, EngineConfig(total_kv_blocks=50_000), _toy())
+    for r in children[:6].tolist():
+        p = int(t["context_parent"][r])
+        toks = _open_tokens(t, r)
+        assert [int(req_token_nb(sim.rq, t.group_seeds, r, q)) for q in range(len(toks))] == toks
+        k = int(t["context_len"][r])
+        assert toks[:k] == _open_tokens(t, p)[:k] and toks[k:] != _open_tokens(t, p)[k:len(toks)]
+    # BLIS's reasoning rounds have an empty prefix-group label but carry the group's prefix tokens
+    assert all(t.names["prefix_group"][g] == "" for g in t["prefix_group"].tolist())
+    from blis.workload.synthesis import group_seed
+    assert (t.group_seeds[t["prefix_group"]] == np.uint64(group_seed(5, "p"))).all()
+
+
+def _toy():
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_engine_invariants import toy
+    return toy(base_us=800.0, per_prefill_token_us=3.0, per_decode_us=1.0)
+
+
+def test_open_loop_accumulate_hits_the_prefix_cache_on_the_previous_context():
+    from blis.engine import EngineConfig, Simulation
+    from blis.kernels import layout as Lo
+    c = _rs_client(prefix_group="p", prefix_length=32, rounds=4, think=5_000_000,
+                   input_distribution=DistSpec("constant", {"value": 100}),
+                   output_distribution=DistSpec("constant", {"value": 50}))
+    t = generate_requests(WorkloadSpec(seed=8, aggregate_rate=0.2, clients=[c]), 60_000_000, 0)
+    runs = {}
+    for linked in (True, False):
+        tt = t.take(np.arange(len(t)))
+        if not linked:  # the same lengths with every round's content its own: only the prefix can hit
+            tt.cols["context_parent"][:] = -1
+            tt.cols["context_len"][:] = 0
+        sim = Simulation(tt, EngineConfig(total_kv_blocks=100_000, num_instances=1), _toy())
+        runs[linked] = (sim, sim.run())
+    sim, res = runs[True]
+    children = np.flatnonzero(t["context_parent"] >= 0)
+    assert len(children) > 10
+    expect = 0
+    for r in children.tolist():
+        p = int(t["context_parent"][r])
+        assert int(sim.rq[Lo.R_DONE_TICK, p]) < int(t["arrival_us"][r])  # the parent finished first
+        expect += (int(t["context_len"][r]) - 1) // 16  # all but the never-computed last output token
+    assert np.all(res.cols["state"] == Lo.ST_COMPLETED)
+    # every later round hits its whole previous context; a first round hits the 2 prefix blocks (32 tokens)
+    # once the prefix is cached, exactly as every request does when the rounds are unlinked
+    first_rounds = len(t) - len(children)
+    assert res.instances[0].cache_hits == expect + 2 * (first_rounds - 1)
+    assert runs[False][1].instances[0].cache_hits == 2 * (len(t) - 1)
+
+
+def test_rounds_dropped_outside_windows_keep_their_tokens_in_later_rounds():
+    # one session, rounds every ~0.3 s; the gap between the windows drops the middle rounds
+    c = _rs_client(single=True, rounds=12, think=300_000,
+                   input_distribution=DistSpec("constant", {"value": 40}),
+                   output_distribution=DistSpec("constant", {"value": 20}),
+                   lifecycle=[ActiveWindow(0, 1_500_000), ActiveWindow(2_500_000, 9_000_000)])
+    t = generate_requests(WorkloadSpec(seed=4, aggregate_rate=5.0, clients=[c]), 9_000_000, 0)
+    rounds = t["round_index"].tolist()
+    gaps = [k for k in range(1, len(rounds)) if rounds[k] != rounds[k - 1] + 1]
+    assert len(gaps) == 1 and rounds[0] == 0
+    k = gaps[0]
+    # input = every earlier round (kept or not) + 40 new tokens; the parent is the last kept round
+    for r in range(len(t)):
+        assert t["input_len"][r] == 60 * rounds[r] + 40
+    assert t["context_parent"][k] == k - 1 and t["context_len"][k] == 60 * rounds[k - 1] + 60
+    assert t["input_len"][k] - t["context_len"][k] == 60 * (rounds[k] - rounds[k - 1] - 1) + 40
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31), st.integers(1, 6), st.booleans(), st.booleans(), st.integers(0, 40))
+def test_accumulate_parents_are_the_previous_kept_round_for_any_workload(seed, rounds, windows, single, n):
+    lc = [ActiveWindow(0, 2_000_000), ActiveWindow(3_000_000, 6_000_000)] if windows else None
+    c = _rs_client(rounds=rounds, think=400_000, single=single, lifecycle=lc, prefix_group="q")
+    plain = ClientSpec(id="p", rate_fraction=1.0, arrival=ArrivalSpec("poisson"), prefix_group="q",
+                       input_distribution=DistSpec("constant", {"value": 30}),
+                       output_distribution=DistSpec("constant", {"value": 5}))
+    t = generate_requests(WorkloadSpec(seed=seed, aggregate_rate=3.0, clients=[c, plain]), 8_000_000, n)
+    t.validate()
+    again = generate_requests(WorkloadSpec(seed=seed, aggregate_rate=3.0, clients=[c, plain]), 8_000_000, n)
+    for k in t.cols:
+        np.testing.assert_array_equal(t[k], again[k])  # deterministic
+    sess, rnd, parent = t["session"], t["round_index"], t["context_parent"]
+    for r in range(len(t)):
+        earlier = [q for q in range(r) if sess[q] == sess[r] and sess[r] != 0]
+        if not earlier:
+            assert parent[r] == -1 and t["context_len"][r] == 0
+            continue
+        p = earlier[-1]
+        assert parent[r] == p and rnd[p] < rnd[r]
+        assert t["context_len"][r] == int(t["input_len"][p]) + int(t["output_len"][p]) <= t["input_len"][r]
+    # the plain client's rows keep the visible group label; session rows show "" but share its content
+    g = t["prefix_group"]
+    assert {t.names["prefix_group"][x] for x in g[sess == 0].tolist()} <= {"q"}
+    assert {t.names["prefix_group"][x] for x in g[sess != 0].tolist()} <= {""}
+    assert len(set(t.group_seeds[g].tolist())) <= 1

@@ -15,9 +15,12 @@ an unset distribution (BLIS's ``type: ""``).
 Each generator returns a :class:`Part` (one client's rows, in generation
 order); :func:`blis.workload.synthesis.build_table` merges the parts.
 
-Reasoning sessions are also available as per-session parameters
-(:func:`reasoning_session_table`), which the closed-loop session layer uses to
-build its blueprints from the round-0 rows.
+This is the one implementation of reasoning sessions: closed-loop clients
+(:func:`blis.workload.sessions.generate_session_workload`) are generated here
+too, open-loop, and keep their round-0 rows.  Under ``context_growth:
+accumulate`` the rows record the full input length; ``build_table`` links each
+round to the previous one through ``context_parent`` so the KV prefix cache
+sees the shared context.
 """
 from __future__ import annotations
 
@@ -482,6 +485,12 @@ class Part:
     sessions: List[str] = field(default_factory=list)
     session_index: Optional[np.ndarray] = None
     extras: Dict[str, np.ndarray] = field(default_factory=dict)
+    #: BLIS's reasoning rounds carry the prefix tokens (``prefix_len``) but an empty prefix-group
+    #: label: the rows get a group code labelled "" that shares ``group``'s token content
+    hide_group: bool = False
+    #: ``context_growth: accumulate``: each round's input starts with the previous kept round's
+    #: input and output (``build_table`` links them through ``context_parent``)
+    accumulate: bool = False
 
 
 def deadlines(arrival: np.ndarray, timeout: Optional[int], session: bool) -> np.ndarray:
@@ -546,7 +555,8 @@ def _session_part(idx, client_seed, client, rows, rr, sids, prefix_len, deadline
                 output_len=np.ascontiguousarray(rows[2]), prefix_len=prefix_len, group=group, streaming=False,
                 deadline_us=deadlines(arrival, timeout, deadline_session), slo_target_us=slo_target,
                 sessions=[session_name(s) for s in sids.tolist()], session_index=np.ascontiguousarray(rows[4]),
-                extras={"round_index": np.ascontiguousarray(rows[3]), "reason_ratio": rr})
+                extras={"round_index": np.ascontiguousarray(rows[3]), "reason_ratio": rr},
+                hide_group=True, accumulate=_mt_params(client)[2])
 
 
 def generate_reasoning_client(idx, client, client_seed, state, arrival_sampler, prefix_len, group, cap,
@@ -738,82 +748,3 @@ def has_window_overrides(clients: Sequence) -> bool:
                                                      "output_distribution")):
                 return True
     return False
-
-
-# ---------------------------------------------------------------------------
-# Sessions as parameters (for the closed-loop session layer)
-# ---------------------------------------------------------------------------
-@dataclass
-class SessionParams:
-    """A closed-loop session's blueprint data (BLIS's ``SessionBlueprint`` minus samplers)."""
-
-    session_id: str
-    client_id: str
-    client_index: int
-    max_rounds: int
-    context_growth: str
-    think_time_us: int
-    timeout: Optional[int]
-    horizon_us: int
-    rng_seed: int
-    prefix_group: str
-    prefix_len: int
-    tenant_id: str
-    slo_class: str
-    model: str
-    adapter: str
-    slo_target_us: int
-    input_distribution: object = None
-    output_distribution: object = None
-
-
-def reasoning_session_table(table, clients: Sequence, seed: int, horizon_us: int, prefix_len: Dict[str, int]):
-    """BLIS's closed-loop split of ``GenerateWorkload``: ``(round0_table, sessions)``.
-
-    ``table`` is the full open-loop generation (all rounds, as
-    :func:`blis.workload.synthesis.generate_requests` returns it).  For every
-    closed-loop multi-turn client, in client order, its session ids are
-    sorted (bytewise) and each draws one ``Int63`` from
-    ``NewSource(seed + 7919)`` as its RNG seed.  The returned table keeps every
-    row except the rounds > 0 of those sessions, renumbered ``0..n-1``.  The
-    blueprint's prefix is set only when the client has a prefix group *and* a
-    ``prefix_length > 0`` (BLIS recovers it from the round-0 request).
-    """
-    from ..rng import GoRand
-    from ..requests import RequestTable
-
-    rng = GoRand(int(seed) + 7919)
-    sess_names = table.names["session"]
-    client_names = table.names["client"]
-    closed_codes = set()
-    sessions: List[SessionParams] = []
-    for ci, c in enumerate(clients):
-        if not (is_closed_loop(c) and is_multi_turn(c)):
-            continue
-        cid = _get(c, "id", "") or ""
-        rounds, think, accumulate, _ = _mt_params(c)
-        try:
-            ccode = client_names.index(cid)
-        except ValueError:
-            ccode = -1
-        mask = (table["client"] == ccode) & (table["round_index"] == 0) & (table["session"] > 0)
-        codes = np.unique(table["session"][mask])
-        names = sorted({sess_names[k] for k in codes.tolist()}, key=lambda s: s.encode("utf-8"))
-        closed_codes.update(codes.tolist())
-        group = _get(c, "prefix_group", "") or ""
-        plen_cfg = int(_get(c, "prefix_length", 0) or 0)
-        bp_plen = prefix_len.get(group, 0) if (group and plen_cfg > 0) else 0
-        for name in names:
-            sessions.append(SessionParams(
-                session_id=name, client_id=cid, client_index=ci, max_rounds=rounds,
-                context_growth="accumulate" if accumulate else "", think_time_us=think,
-                timeout=_get(c, "timeout"), horizon_us=int(horizon_us), rng_seed=rng.int63(),
-                prefix_group=group if bp_plen else "", prefix_len=bp_plen,
-                tenant_id=_get(c, "tenant_id", "") or "", slo_class=_get(c, "slo_class", "") or "",
-                model=_get(c, "model", "") or "", adapter=_get(c, "adapter", "") or "",
-                slo_target_us=int(_get(c, "slo_target_us", 0) or 0),
-                input_distribution=_get(c, "input_distribution"), output_distribution=_get(c, "output_distribution")))
-    keep = ~(np.isin(table["session"], np.array(sorted(closed_codes), np.int32)) & (table["round_index"] > 0))
-    cols = {k: v[keep] for k, v in table.cols.items()}
-    cols["request_id"] = np.arange(int(keep.sum()), dtype=np.int64)
-    return RequestTable(cols, {k: list(v) for k, v in table.names.items()}, table.group_seeds.copy()), sessions

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence
 
@@ -35,12 +36,13 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..kernels import layout as Lo
-from ..kernels.gorand import go_seed_nb, int63_nb, skip_intn_nb
-from ..kernels.jit import njit
-from ..requests import RequestTable
+from ..kernels.gorand import skip_intn_nb
+from ..requests import FIELD_DEFAULTS, RequestTable
 from ..rng import GoRand, SUBSYSTEM_WORKLOAD_GEN, derive_seed, splitmix64, to_int64
+from . import generator as _gen
 from . import synthesis as _syn
-from .distributions import LengthSampler, make_arrival_sampler, make_length_sampler, sample_iat_nb, sample_length_nb
+from .distributions import (LENGTH_CONSTANT, LENGTH_LOGNORMAL, LengthSampler, go_int, make_length_sampler,
+                            sample_length_nb, sequence_sampler)
 
 log = logging.getLogger("blis.sessions")
 
@@ -300,319 +302,44 @@ class SessionManager:
 # ---------------------------------------------------------------------------
 # Generation (GenerateWorkload for closed-loop clients)
 # ---------------------------------------------------------------------------
-def is_closed_loop(client) -> bool:
-    """BLIS ``isClosedLoop``: ``closed_loop`` when set, else true exactly for multi-turn clients."""
-    if client.closed_loop is not None:
-        return bool(client.closed_loop)
-    return client.reasoning is not None and client.reasoning.multi_turn is not None
-
-
 def needs_sessions(clients: Sequence) -> bool:
     """True when the expanded client list has closed-loop multi-turn or concurrency clients."""
-    return any(c.concurrency > 0 or (is_closed_loop(c) and c.reasoning is not None
-                                     and c.reasoning.multi_turn is not None) for c in clients)
+    return any(c.concurrency > 0 or (_gen.is_closed_loop(c) and _gen.is_multi_turn(c)) for c in clients)
 
 
-@njit
-def reasoning_client_nb(state, cap, horizon, single, a_kind, a_params, a_seq,
-                        i_kind, i_params, i_values, i_cdf, o_kind, o_params, o_values, o_cdf,
-                        r_kind, r_params, r_values, r_cdf, has_rr,
-                        win_start, win_end, max_rounds, think, token_space):
-    """A multi-turn client's sessions with BLIS's draws (``GenerateReasoningRequests`` per session).
-
-    Returns per kept round: arrival, new-input length, output length, round index,
-    session number (0, 1, ... per client), reason ratio; and the ``Int63`` of each session id.
-    """
-    capacity = 1024
-    arr = np.empty(capacity, np.int64)
-    inl = np.empty(capacity, np.int64)
-    outl = np.empty(capacity, np.int64)
-    rnd = np.empty(capacity, np.int64)
-    sess = np.empty(capacity, np.int64)
-    rr = np.empty(capacity, np.float64)
-    sids = np.empty(64, np.int64)
-    cursor = np.zeros(1, np.int64)
-    n_win = win_start.shape[0]
-    last_end = np.int64(0)
-    for w in range(n_win):
-        if win_end[w] > last_end:
-            last_end = win_end[w]
-    n = 0
-    ns = 0
-    generated = np.int64(0)
-    t = np.int64(0)
-    while True:
-        if single:
-            if ns > 0:
-                break
-            iat = sample_iat_nb(state, a_kind, a_params, a_seq, cursor)
-            if iat == 0:
-                break
-            start = iat
-            if n_win > 0:
-                start = win_start[0] + iat
-            if start >= horizon:
-                break
-            if n_win > 0:
-                inside = False
-                for w in range(n_win):
-                    if start >= win_start[w] and start < win_end[w]:
-                        inside = True
-                        break
-                if not inside:
-                    break
-        else:
-            if t >= horizon:
-                break
-            if cap > 0 and generated >= cap:
-                break
-            iat = sample_iat_nb(state, a_kind, a_params, a_seq, cursor)
-            if iat == 0:
-                break
-            if iat >= horizon - t:
-                break
-            t += iat
-            if n_win > 0:
-                inside = False
-                for w in range(n_win):
-                    if t >= win_start[w] and t < win_end[w]:
-                        inside = True
-                        break
-                if not inside:
-                    if t >= last_end:
-                        break
-                    continue
-            start = t
-        # ---- one session
-        sid = int63_nb(state)
-        if ns == sids.shape[0]:
-            s2 = np.empty(2 * ns, np.int64)
-            s2[:ns] = sids[:ns]
-            sids = s2
-        sids[ns] = sid
-        r0i = sample_length_nb(state, i_kind, i_params, i_values, i_cdf)
-        r0o = sample_length_nb(state, o_kind, o_params, o_values, o_cdf)
-        cur = start
-        stopped = False
-        for k in range(max_rounds):
-            if k == 0:
-                li = r0i
-                lo = r0o
-            else:
-                li = sample_length_nb(state, i_kind, i_params, i_values, i_cdf)
-                lo = sample_length_nb(state, o_kind, o_params, o_values, o_cdf)
-            skip_intn_nb(state, token_space, li + lo)
-            ratio = 0.0
-            if has_rr:
-                pct = sample_length_nb(state, r_kind, r_params, r_values, r_cdf)
-                ratio = min(1.0, max(0.0, pct / 100.0))
-            keep = not stopped
-            if keep and cur >= horizon:
-                stopped = True
-                keep = False
-            if keep and n_win > 0:
-                inside = False
-                for w in range(n_win):
-                    if cur >= win_start[w] and cur < win_end[w]:
-                        inside = True
-                        break
-                keep = inside
-            if keep:
-                if n == capacity:
-                    capacity *= 2
-                    a2 = np.empty(capacity, np.int64)
-                    a2[:n] = arr[:n]
-                    arr = a2
-                    a2 = np.empty(capacity, np.int64)
-                    a2[:n] = inl[:n]
-                    inl = a2
-                    a2 = np.empty(capacity, np.int64)
-                    a2[:n] = outl[:n]
-                    outl = a2
-                    a2 = np.empty(capacity, np.int64)
-                    a2[:n] = rnd[:n]
-                    rnd = a2
-                    a2 = np.empty(capacity, np.int64)
-                    a2[:n] = sess[:n]
-                    sess = a2
-                    f2 = np.empty(capacity, np.float64)
-                    f2[:n] = rr[:n]
-                    rr = f2
-                arr[n] = cur
-                inl[n] = li
-                outl[n] = lo
-                rnd[n] = k
-                sess[n] = ns
-                rr[n] = ratio
-                n += 1
-            cur += think
-            cur += lo
-        generated += max_rounds
-        ns += 1
-    return (arr[:n].copy(), inl[:n].copy(), outl[:n].copy(), rnd[:n].copy(), sess[:n].copy(), rr[:n].copy(),
-            sids[:ns].copy())
-
-
-def _sampler_args(s: LengthSampler):
-    return s.kind, s.params.copy(), s.values, s.cdf
-
-
-def _deadline_default(arrival: np.ndarray, timeout: Optional[int]) -> np.ndarray:
-    """``computeDeadline(arrival, timeout, isSession=true)``."""
-    if timeout is None:
-        return arrival + np.int64(_syn.DEFAULT_TIMEOUT_US)
-    if timeout == 0:
-        return np.zeros(len(arrival), np.int64)
-    return arrival + np.int64(timeout)
-
-
-def generate_session_workload(spec, horizon_us: int, max_requests: int):
+def generate_session_workload(spec, horizon_us: int, max_requests: int, generate=None):
     """BLIS's ``GenerateWorkload`` for a validated, expanded spec with closed-loop sessions or concurrency
     clients: ``(RequestTable, SessionPlan)``.
 
-    Single-shot clients are generated as by :func:`blis.workload.synthesis.generate_requests`;
-    closed-loop multi-turn clients generate every round (for BLIS's draws and its
-    ``num_requests`` truncation) and keep round 0; concurrency clients add one seed per user.
+    Every client is first generated exactly as an open-loop workload
+    (``generate(spec, horizon_us, max_requests)``, by default
+    :func:`blis.workload.synthesis.generate_requests`: all rounds of every
+    session, BLIS's draws and ``num_requests`` truncation); closed-loop
+    multi-turn sessions then keep round 0 and get a blueprint each, and
+    concurrency clients add one seed request per user.
     """
     clients = list(spec.clients)
     seed = int(spec.seed)
-    for c in clients:
-        if c.reasoning is not None and c.reasoning.multi_turn is not None and not is_closed_loop(c):
-            raise ConfigError(f"client {c.id!r}: closed_loop must be true (or absent) for multi-turn clients in "
-                              "a workload with closed-loop sessions or concurrency clients (open-loop multi-turn clients "
-                              "cannot be mixed with them in this version), got false")
-        if getattr(c, "multimodal", None) is not None:
-            raise ConfigError(f"client {c.id!r}: multimodal must be empty for closed-loop workloads in this "
-                              f"version, got {c.multimodal!r}")
-        if any(ov for _, _, ov in _syn._windows(c)):
-            raise ConfigError(f"client {c.id!r}: lifecycle windows must not override trace_rate/arrival/"
-                              "distributions for closed-loop workloads (time-varying path not implemented)")
-    rng = GoRand(derive_seed(seed, SUBSYSTEM_WORKLOAD_GEN))
-    rates = _syn.normalize_rates(clients, float(spec.aggregate_rate))
-    prefix_len: Dict[str, int] = {}
-    for c in clients:
-        if c.prefix_group and c.prefix_group not in prefix_len:
-            prefix_len[c.prefix_group] = c.prefix_length if c.prefix_length > 0 else _syn.DEFAULT_PREFIX_LENGTH
-            rng.skip_intn(_syn.MAX_TOKEN_ID, prefix_len[c.prefix_group])
-
-    names: Dict[str, List[str]] = {k: [""] for k in ("prefix_group", "slo_class", "tenant", "client", "model",
-                                                      "session", "adapter", "name")}
-    group_alias: Dict[str, int] = {}
-
-    def code(col, value):
-        lst = names[col]
-        if value in lst:
-            return lst.index(value)
-        lst.append(value)
-        return len(lst) - 1
-
-    def hidden_group(g):
-        """A prefix-group code labelled "" that shares group g's content (BLIS's reasoning rounds carry
-        the prefix tokens and PrefixLength but no PrefixGroup)."""
-        if g not in group_alias:
-            names["prefix_group"].append("")
-            group_alias[g] = len(names["prefix_group"]) - 1
-        return group_alias[g]
-
-    cap_single = max_requests if max_requests > 0 else 0
-    cap_multi = 2 * max_requests if max_requests > 0 else 0
-    parts = []   # dicts of per-row arrays, in client order
-    for idx, c in enumerate(clients):
-        if rates[idx] <= 0:
-            continue
-        client_seed = rng.int63()
-        state = go_seed_nb(client_seed)
-        where = f"client {c.id!r}"
-        if getattr(c, "custom_arrival", None) is not None:
-            a = c.custom_arrival.make_sampler(GoRand(int(int63_nb(state))))
-        else:
-            a = make_arrival_sampler(c.arrival.process, rates[idx], cv=c.arrival.cv, shape=c.arrival.shape,
-                                     scale=c.arrival.scale)
-        s_in = make_length_sampler(c.input_distribution.type, c.input_distribution.params,
-                                   where=f"{where} input_distribution")
-        s_out = make_length_sampler(c.output_distribution.type, c.output_distribution.params,
-                                    where=f"{where} output_distribution")
-        wins = c.lifecycle or []
-        ws = np.array([w.start_us for w in wins], np.int64)
-        we = np.array([w.end_us for w in wins], np.int64)
-        g = c.prefix_group or ""
-        plen = prefix_len.get(g, 0) if g else 0
-        mt = c.reasoning.multi_turn if c.reasoning is not None else None
-        if mt is not None:
-            rrd = c.reasoning.reason_ratio_distribution
-            has_rr = bool(rrd.type)
-            s_rr = make_length_sampler(rrd.type, rrd.params, where=f"{where} reason_ratio_distribution") \
-                if has_rr else make_length_sampler("constant", {"value": 1})
-            if mt.max_rounds <= 0:
-                continue
-            arr, inl, outl, rnd, sess, rr, sids = reasoning_client_nb(
-                state, cap_multi, horizon_us, bool(mt.single_session), a.kind, a.params, a.seq,
-                *_sampler_args(s_in), *_sampler_args(s_out), *_sampler_args(s_rr), has_rr,
-                ws, we, int(mt.max_rounds), int(mt.think_time_us), _syn.MAX_TOKEN_ID)
-            m = len(arr)
-            sid_codes = np.array([code("session", f"sess_{int(x)}") for x in sids.tolist()], np.int32)
-            parts.append(dict(
-                client_idx=idx, arrival=arr, input_len=inl + plen, output_len=outl,
-                prefix_len=np.full(m, plen, np.int64),
-                prefix_group=np.full(m, hidden_group(g) if g else 0, np.int32),
-                deadline_us=_deadline_default(arr, c.timeout),
-                session=sid_codes[sess] if m else np.zeros(0, np.int32), round_index=rnd,
-                reason_ratio=rr, streaming=np.zeros(m, np.bool_),
-                content_seed=_syn.content_seeds(client_seed, m), closed=True))
-        else:
-            arr, inl, outl = _syn.generate_client_nb(
-                state, cap_single, horizon_us, a.kind, a.params, a.seq,
-                *_sampler_args(s_in), *_sampler_args(s_out), ws, we, _syn.MAX_TOKEN_ID)
-            m = len(arr)
-            parts.append(dict(
-                client_idx=idx, arrival=arr, input_len=inl + plen, output_len=outl,
-                prefix_len=np.full(m, plen, np.int64),
-                prefix_group=np.full(m, code("prefix_group", g), np.int32),
-                deadline_us=_syn._deadlines(arr, c.timeout),
-                session=np.zeros(m, np.int32), round_index=np.zeros(m, np.int64),
-                reason_ratio=np.zeros(m), streaming=np.full(m, bool(c.streaming), np.bool_),
-                content_seed=_syn.content_seeds(client_seed, m), closed=False))
-        p = parts[-1]
-        p["client"] = np.full(m, code("client", c.id or ""), np.int32)
-        for col, value in (("slo_class", c.slo_class), ("tenant", c.tenant_id), ("model", c.model),
-                           ("adapter", c.adapter)):
-            p[col] = np.full(m, code(col, value or ""), np.int32)
-        p["slo_target_us"] = np.full(m, int(c.slo_target_us or 0), np.int64)
-
-    keys = ("arrival", "input_len", "output_len", "prefix_len", "prefix_group", "deadline_us", "session",
-            "round_index", "reason_ratio", "streaming", "content_seed", "client", "slo_class", "tenant", "model",
-            "adapter", "slo_target_us")
-
-    def cat(k, dtype):
-        vals = [p[k] for p in parts]
-        return np.concatenate(vals).astype(dtype) if vals else np.zeros(0, dtype)
-
-    cols = {k: cat(k, np.uint64 if k == "content_seed" else (np.float64 if k == "reason_ratio" else
-                                                            (np.bool_ if k == "streaming" else np.int64)))
-            for k in keys}
-    closed = np.concatenate([np.full(len(p["arrival"]), p["closed"]) for p in parts]) if parts else \
-        np.zeros(0, bool)
-    # GenerateRequests: stable sort by arrival, truncate to max_requests (every round counts)
-    order = np.argsort(cols["arrival"], kind="stable")
-    if max_requests > 0 and len(order) > max_requests:
-        order = order[:max_requests]
-    # GenerateWorkload: closed-loop sessions keep round 0 only
-    keep = ~(closed[order] & (cols["round_index"][order] != 0))
-    order = order[keep]
-    cols = {k: v[order] for k, v in cols.items()}
-    n_kept = len(order)
+    generate = generate or _syn.generate_requests
+    full = generate(spec, int(horizon_us), int(max_requests))
+    client_names = full.names["client"]
+    closed = [c for c in clients if _gen.is_closed_loop(c) and _gen.is_multi_turn(c)]
+    ccodes = np.array([client_names.index(c.id or "") for c in closed if (c.id or "") in client_names], np.int32)
+    first_rounds = (full["session"] != 0) & (full["round_index"] == 0)
+    drop = np.isin(full["client"], ccodes) & (full["session"] != 0) & (full["round_index"] != 0)
+    keep_rows = np.flatnonzero(~drop)
 
     # ---- blueprints of closed-loop multi-turn clients (seed + 7919, one Int63 per session in sorted id order)
     bp_rng = GoRand(to_int64(seed + BLUEPRINT_SEED_OFFSET))
+    t = full.take(keep_rows)
+    cols = t.cols
+    sess_names = t.names["session"]
     blueprints: List[SessionBlueprint] = []
-    sess_names = names["session"]
-    pending_prefix = []   # (blueprint, row in the kept order) resolved after the final sort
-    for c in clients:
-        if not is_closed_loop(c) or c.reasoning is None or c.reasoning.multi_turn is None:
-            continue
+    pending_prefix = []   # (blueprint, row in t) resolved after the final sort
+    for c in closed:
         mt = c.reasoning.multi_turn
-        cc = code("client", c.id or "")
-        mine = np.flatnonzero((cols["client"] == cc) & (cols["session"] != 0) & (cols["round_index"] == 0))
+        cc = t.code("client", c.id or "")
+        mine = np.flatnonzero((cols["client"] == cc) & first_rounds[keep_rows])
         s_in = make_length_sampler(c.input_distribution.type, c.input_distribution.params)
         s_out = make_length_sampler(c.output_distribution.type, c.output_distribution.params)
         prefix_row, plen = -1, 0
@@ -628,15 +355,19 @@ def generate_session_workload(spec, horizon_us: int, max_requests: int):
                 accumulate=mt.context_growth == "accumulate", think_time_us=int(mt.think_time_us),
                 timeout=c.timeout, horizon=int(horizon_us), input_sampler=s_in, output_sampler=s_out,
                 rng=GoRand(bp_rng.int63()), prefix_len=plen,
-                tenant=code("tenant", c.tenant_id or ""), slo_class=code("slo_class", c.slo_class or ""),
-                model=code("model", c.model or ""), adapter=code("adapter", c.adapter or ""),
+                tenant=t.code("tenant", c.tenant_id or ""), slo_class=t.code("slo_class", c.slo_class or ""),
+                model=t.code("model", c.model or ""), adapter=t.code("adapter", c.adapter or ""),
                 slo_target_us=int(c.slo_target_us or 0))
             blueprints.append(bp)
             pending_prefix.append((bp, prefix_row))
 
     # ---- concurrency users (seed + 10007): user seed, lengths, token draws, blueprint seed
+    n_kept = len(t)
+    prefix_len = _syn.draw_prefixes(clients, GoRand(derive_seed(seed, SUBSYSTEM_WORKLOAD_GEN)))
     c_rng = GoRand(to_int64(seed + CONCURRENCY_SEED_OFFSET))
-    seeds = {k: [] for k in keys}
+    seeds: Dict[str, list] = {k: [] for k in ("arrival_us", "input_len", "output_len", "prefix_len", "prefix_group",
+                                              "deadline_us", "session", "streaming", "content_seed", "client",
+                                              "slo_class", "tenant", "model", "adapter", "slo_target_us")}
     total_users = 0
     for c in clients:
         if c.concurrency <= 0:
@@ -648,7 +379,7 @@ def generate_session_workload(spec, horizon_us: int, max_requests: int):
         g = c.prefix_group or ""
         plen = prefix_len.get(g, 0) if g else 0
         for u in range(int(c.concurrency)):
-            if max_requests > 0 and n_kept + len(seeds["arrival"]) >= max_requests:
+            if max_requests > 0 and n_kept + len(seeds["arrival_us"]) >= max_requests:
                 break
             user_seed = c_rng.int63()
             user = GoRand(user_seed)
@@ -658,69 +389,223 @@ def generate_session_workload(spec, horizon_us: int, max_requests: int):
             li = s_in.sample(user)
             lo = s_out.sample(user)
             user.skip_intn(_syn.MAX_TOKEN_ID, li + lo)
-            scode = code("session", sid)
-            for k, v in (("arrival", arrival), ("input_len", li + plen), ("output_len", lo), ("prefix_len", plen),
-                         ("prefix_group", code("prefix_group", g)),
-                         ("deadline_us", int(_deadline_default(np.array([arrival]), c.timeout)[0])),
-                         ("session", scode), ("round_index", 0), ("reason_ratio", 0.0),
-                         ("streaming", bool(c.streaming)),
-                         ("content_seed", splitmix64(user_seed & 0xFFFFFFFFFFFFFFFF)),
-                         ("client", code("client", c.id or "")), ("slo_class", code("slo_class", c.slo_class or "")),
-                         ("tenant", code("tenant", c.tenant_id or "")), ("model", code("model", c.model or "")),
-                         ("adapter", code("adapter", c.adapter or "")),
-                         ("slo_target_us", int(c.slo_target_us or 0))):
+            scode = t.code("session", sid)
+            row = dict(arrival_us=arrival, input_len=li + plen, output_len=lo, prefix_len=plen,
+                       prefix_group=t.code("prefix_group", g),
+                       deadline_us=int(_gen.deadlines(np.array([arrival], np.int64), c.timeout, True)[0]),
+                       session=scode, streaming=bool(c.streaming),
+                       content_seed=splitmix64(user_seed & 0xFFFFFFFFFFFFFFFF),
+                       client=t.code("client", c.id or ""), slo_class=t.code("slo_class", c.slo_class or ""),
+                       tenant=t.code("tenant", c.tenant_id or ""), model=t.code("model", c.model or ""),
+                       adapter=t.code("adapter", c.adapter or ""), slo_target_us=int(c.slo_target_us or 0))
+            for k, v in row.items():
                 seeds[k].append(v)
             bp = SessionBlueprint(
-                session=scode, sid=sid, client=code("client", c.id or ""), max_rounds=0, unlimited=True,
+                session=scode, sid=sid, client=row["client"], max_rounds=0, unlimited=True,
                 accumulate=False, think_time_us=int(c.think_time_us), timeout=c.timeout, horizon=int(horizon_us),
                 input_sampler=s_in, output_sampler=s_out, rng=GoRand(c_rng.int63()), prefix_len=plen,
-                tenant=code("tenant", c.tenant_id or ""), slo_class=code("slo_class", c.slo_class or ""),
-                model=code("model", c.model or ""), adapter=code("adapter", c.adapter or ""),
-                slo_target_us=int(c.slo_target_us or 0))
+                tenant=row["tenant"], slo_class=row["slo_class"], model=row["model"], adapter=row["adapter"],
+                slo_target_us=row["slo_target_us"])
             blueprints.append(bp)
-            pending_prefix.append((bp, ("seed", len(seeds["arrival"]) - 1)))
+            pending_prefix.append((bp, n_kept + len(seeds["arrival_us"]) - 1 if plen > 0 else -1))
         total_users += int(c.concurrency)
 
-    n_seeds = len(seeds["arrival"])
-    for k in keys:
-        dt = cols[k].dtype
-        cols[k] = np.concatenate([cols[k], np.array(seeds[k], dtype=dt)]) if n_seeds else cols[k]
-    order = np.argsort(cols["arrival"], kind="stable")
-    cols = {k: v[order] for k, v in cols.items()}
-    where_now = np.empty(len(order), np.int64)
-    where_now[order] = np.arange(len(order))
+    n_seeds = len(seeds["arrival_us"])
+    if n_seeds:
+        cols = {k: np.concatenate([v, np.array(seeds[k], v.dtype) if k in seeds else
+                                   np.full(n_seeds, FIELD_DEFAULTS.get(k, 0), v.dtype)])
+                for k, v in t.cols.items()}
+        gseeds = np.zeros(len(t.names["prefix_group"]), np.uint64)
+        gseeds[:len(t.group_seeds)] = t.group_seeds
+        for i in range(len(t.group_seeds), len(gseeds)):
+            gseeds[i] = np.uint64(_syn.group_seed(seed, t.names["prefix_group"][i]))
+        cols["max_output_len"] = cols["output_len"].copy()
+        t = RequestTable(cols, t.names, gseeds)
+    order = np.argsort(t["arrival_us"], kind="stable")
+    t = t.take(order)
+    n = len(t)
+    t.cols["request_id"] = np.arange(n, dtype=np.int64)
+    where_now = np.empty(n, np.int64)
+    where_now[order] = np.arange(n)
     for bp, src in pending_prefix:
-        if isinstance(src, tuple):
-            bp.prefix_row = int(where_now[n_kept + src[1]]) if bp.prefix_len > 0 else -1
-        else:
-            bp.prefix_row = int(where_now[src]) if src >= 0 else -1
-            if bp.prefix_row < 0:
-                bp.prefix_len = 0
-    n = len(order)
+        bp.prefix_row = int(where_now[src]) if src >= 0 else -1
+        if bp.prefix_row < 0:
+            bp.prefix_len = 0
     budget = -1
     if max_requests > 0 and total_users > 0:
         budget = max(0, max_requests - n)
+    return t, SessionPlan(blueprints, budget)
 
-    table_cols = {
-        "request_id": np.arange(n, dtype=np.int64), "arrival_us": cols["arrival"],
-        "input_len": cols["input_len"], "output_len": cols["output_len"], "prefix_len": cols["prefix_len"],
-        "prefix_group": cols["prefix_group"], "max_output_len": cols["output_len"].copy(),
-        "deadline_us": cols["deadline_us"], "slo_class": cols["slo_class"], "tenant": cols["tenant"],
-        "client": cols["client"], "model": cols["model"], "session": cols["session"],
-        "round_index": cols["round_index"], "streaming": cols["streaming"], "content_seed": cols["content_seed"],
-    }
-    for name, dtype, _, _ in _syn.EXTRA_REQUEST_FIELDS:
-        table_cols[name] = np.ascontiguousarray(cols[name], dtype) if name in cols else np.zeros(n, dtype)
-    table_cols["name"] = np.zeros(n, np.int32)
-    too_long = np.flatnonzero((table_cols["input_len"] > 2**31 - 1) | (table_cols["output_len"] > 2**31 - 1))
-    if len(too_long):
-        raise ConfigError(f"generate_requests: token lengths must be < 2^31, got input "
-                          f"{int(table_cols['input_len'][too_long[0]])}")
-    gseeds = np.zeros(len(names["prefix_group"]), np.uint64)
-    for i, g in enumerate(names["prefix_group"]):
-        if i and g:
-            gseeds[i] = np.uint64(_syn.group_seed(seed, g))
-    for g, i in group_alias.items():
-        gseeds[i] = np.uint64(_syn.group_seed(seed, g))
-    table = RequestTable(table_cols, names, gseeds)
-    return table, SessionPlan(blueprints, budget)
+
+# ---------------------------------------------------------------------------
+# Closed-loop trace replay (blis replay --session-mode closed-loop)
+# ---------------------------------------------------------------------------
+THINK_TIME_DIST_TYPES = ("lognormal", "constant")
+
+
+def _think_params(text: str, flag: str) -> Dict[str, str]:
+    """BLIS's ``parseKVParams``: ``k=v,k=v`` (blank items skipped, duplicate keys refused)."""
+    out: Dict[str, str] = {}
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if "=" not in item:
+            raise ConfigError(f"{flag}: parameter {item!r} must be key=value")
+        key, value = item.split("=", 1)
+        if key in out:
+            raise ConfigError(f"{flag}: parameter {key!r} must be given once, got it twice")
+        out[key] = value
+    return out
+
+
+def _time_us(text: str, flag: str, what: str) -> int:
+    """BLIS's ``parseTimeToMicros``: suffix ``us``, ``ms`` or ``s``; a bare number is milliseconds."""
+    from .servegen import go_parse_float
+
+    for suffix, scale in (("us", 1), ("ms", 1_000), ("s", 1_000_000)):
+        if text.endswith(suffix):
+            number = text[:-len(suffix)]
+            break
+    else:
+        number, scale = text, 1_000
+    v = go_parse_float(number)
+    if v is None or v != v or v < 0 or math.isinf(v):
+        raise ConfigError(f"{flag}: {what} must be a non-negative time such as 500ms, 3s or 250us "
+                          f"(a bare number is milliseconds), got {text!r}")
+    return go_int(v * scale)
+
+
+def parse_think_time_dist(text: str, flag: str = "--think-time-dist") -> LengthSampler:
+    """BLIS's ``ParseThinkTimeDist``: a think-time sampler in µs from ``type:key=value,...``.
+
+    ``lognormal:mu=M,sigma=S[,min=T][,max=T]`` -- ``ln(seconds)`` is normal(M, S)
+    (sigma > 0), clamped to [min, max]; ``constant:value=T``.  Times take the
+    suffix ``s``, ``ms`` or ``us``; a bare number is milliseconds.
+    """
+    from .servegen import go_parse_float
+
+    if ":" not in text:
+        raise ConfigError(f"{flag}: must have the form type:key=value,... (types: "
+                          f"{', '.join(THINK_TIME_DIST_TYPES)}), got {text!r}")
+    kind, rest = text.split(":", 1)
+    params = _think_params(rest, flag)
+    if kind == "lognormal":
+        vals = {}
+        for key in ("mu", "sigma"):
+            if key not in params:
+                raise ConfigError(f"{flag}: lognormal requires parameter {key!r} (required: mu, sigma), got {text!r}")
+            v = go_parse_float(params[key])
+            if v is None:
+                raise ConfigError(f"{flag}: lognormal {key} must be a number, got {params[key]!r}")
+            if v != v or math.isinf(v) or (key == "sigma" and v <= 0):
+                need = "a finite positive number" if key == "sigma" else "a finite number"
+                raise ConfigError(f"{flag}: lognormal {key} must be {need}, got {params[key]!r}")
+            vals[key] = v
+        lo = _time_us(params["min"], flag, "lognormal min") if "min" in params else 0
+        hi = _time_us(params["max"], flag, "lognormal max") if "max" in params else 0
+        if lo > 0 and hi > 0 and lo > hi:
+            raise ConfigError(f"{flag}: lognormal min must be <= max, got min={lo} µs, max={hi} µs")
+        # mu and sigma describe ln(seconds); the sampler draws microseconds
+        return LengthSampler(LENGTH_LOGNORMAL, np.array([vals["mu"] + math.log(1e6), vals["sigma"],
+                                                         float(lo), float(hi)]))
+    if kind == "constant":
+        if "value" not in params:
+            raise ConfigError(f"{flag}: constant requires parameter 'value' (required: value), got {text!r}")
+        return LengthSampler(LENGTH_CONSTANT, np.array([float(_time_us(params["value"], flag, "constant value"))]))
+    raise ConfigError(f"{flag}: type must be one of {', '.join(THINK_TIME_DIST_TYPES)}, got {kind!r}")
+
+
+def horizon_from_max_arrival(max_arrival: int) -> int:
+    """BLIS's replay horizon rule: twice the latest arrival (10 minutes when it is <= 0, INT64_MAX on overflow)."""
+    if max_arrival > INT64_MAX // 2:
+        return int(INT64_MAX)
+    if max_arrival <= 0:
+        return 600_000_000
+    return 2 * int(max_arrival)
+
+
+def tracev2_session_workload(trace, seed: int = 42, think_sampler: Optional[LengthSampler] = None,
+                             horizon_us: int = 0) -> RequestTable:
+    """BLIS's ``LoadTraceV2SessionBlueprints``: the table ``blis replay --session-mode closed-loop`` injects.
+
+    Every session's round 0 and every record without a session are injected at
+    their recorded times (``send_time_us`` when > 0); ``table.sessions`` holds
+    one blueprint per session (first-appearance order) whose follow-up rounds
+    replay the recorded input/output lengths but arrive a think time after the
+    previous round completes.  Think time: ``think_sampler`` when given (CLI),
+    else the session's recorded ``think_time_us`` (rounds 1..N) when any is
+    non-zero, else the gaps between recorded arrivals (clamped at 0).  The
+    header's ``session_context_growth: accumulate`` makes each follow-up's input
+    the previous round's input and actual output plus its recorded input.
+    ``horizon_us <= 0``: no horizon for the follow-ups.  Token content (and
+    the per-session RNG that lognormal think times draw from) follows BLIS's
+    draws from ``seed``.
+    """
+    from .tracev2 import effective_input_tokens, prefix_group_lengths, tracev2_to_requests
+
+    r = trace.records
+    if len(trace) == 0:
+        raise ConfigError("trace: must contain at least one record, got an empty trace")
+    if horizon_us <= 0:
+        horizon_us = int(INT64_MAX)
+    sessions: Dict[str, List[int]] = {}
+    loose: List[int] = []
+    for i, sid in enumerate(r["session_id"].tolist()):
+        if sid == "":
+            loose.append(i)
+        else:
+            sessions.setdefault(sid, []).append(i)
+    rounds = r["round_index"]
+    for sid, rows in sessions.items():
+        rows.sort(key=lambda i: int(rounds[i]))
+        for k, i in enumerate(rows):
+            if int(rounds[i]) != k:
+                raise ConfigError(f"trace: session {sid!r} round_index values must be consecutive from 0, "
+                                  f"expected {k}, got {int(rounds[i])}")
+    growth = str(trace.header.get("session_context_growth", "") or "")
+    if growth not in ("", "accumulate"):
+        raise ConfigError(f"trace header: session_context_growth must be \"accumulate\" or empty, got {growth!r}")
+
+    group_len = prefix_group_lengths(trace)
+    effective = effective_input_tokens(trace)
+    out_tokens = r["output_tokens"]
+    rng = GoRand(int(seed))
+    for g, plen in group_len.items():  # the shared prefix tokens, in order of first appearance
+        rng.skip_intn(_syn.MAX_TOKEN_ID, plen)
+    firsts = [rows[0] for rows in sessions.values()]
+    table = tracev2_to_requests(trace, seed, rows=np.array(firsts + loose, np.int64))
+    if not sessions:
+        log.warning("--session-mode closed-loop: no session records found in trace; all requests injected "
+                    "with fixed timing")
+        return table
+    where = table.list_order if table.list_order is not None else np.arange(len(table))
+    think_recorded = r["think_time_us"]
+    arrivals = r["arrival_time_us"]
+    c = table.cols
+    blueprints = []
+    for k, (sid, rows) in enumerate(sessions.items()):
+        row0 = int(where[k])
+        follow = np.array(rows[1:], np.int64)
+        if think_sampler is not None:
+            think = think_sampler
+        elif len(follow) and np.any(think_recorded[follow] != 0):
+            think = sequence_sampler(np.maximum(think_recorded[follow], 0))
+        elif len(follow):
+            think = sequence_sampler(np.maximum(np.diff(arrivals[np.array(rows, np.int64)]), 0))
+        else:
+            think = None
+        s_rng = GoRand(rng.int63())
+        s_rng.skip_intn(_syn.MAX_TOKEN_ID, int(effective[rows[0]]))  # round 0's input and output tokens
+        s_rng.skip_intn(_syn.MAX_TOKEN_ID, int(out_tokens[rows[0]]))
+        plen = group_len.get(r["prefix_group"][rows[0]], 0)
+        blueprints.append(SessionBlueprint(
+            session=int(c["session"][row0]), sid=sid, client=int(c["client"][row0]), max_rounds=len(rows),
+            unlimited=False, accumulate=growth == "accumulate", think_time_us=0, timeout=None,
+            horizon=int(horizon_us), input_sampler=sequence_sampler(effective[follow]),
+            output_sampler=sequence_sampler(out_tokens[follow]), rng=s_rng,
+            prefix_row=row0 if plen > 0 else -1, prefix_len=plen, tenant=int(c["tenant"][row0]),
+            slo_class=int(c["slo_class"][row0]), model=int(c["model"][row0]), adapter=int(c["adapter"][row0]),
+            slo_target_us=int(c["slo_target_us"][row0]), think_sampler=think))
+    table.sessions = SessionPlan(blueprints, -1)
+    return table

@@ -1271,13 +1271,14 @@ def generate_spec_requests(spec: WorkloadSpec, horizon_us: int = INT64_MAX, max_
         clients.append(c)
     expanded = replace(expanded, clients=clients)
     from . import sessions as _sessions
+    generate = _syn.generate_requests
+    if any(c.custom_arrival is not None for c in clients) and not getattr(_syn, "SUPPORTS_CUSTOM_ARRIVAL", False):
+        generate = _generate_custom
     if _sessions.needs_sessions(clients):  # closed loop: round 0 / seeds now, follow-ups while simulating
-        table, plan = _sessions.generate_session_workload(expanded, int(horizon_us), int(max_requests))
+        table, plan = _sessions.generate_session_workload(expanded, int(horizon_us), int(max_requests), generate)
         table.sessions = plan
         return table
-    if any(c.custom_arrival is not None for c in clients) and not getattr(_syn, "SUPPORTS_CUSTOM_ARRIVAL", False):
-        return _generate_custom(expanded, int(horizon_us), int(max_requests))
-    return _syn.generate_requests(expanded, int(horizon_us), int(max_requests))
+    return generate(expanded, int(horizon_us), int(max_requests))
 
 
 def workload_from_spec_file(path: Union[str, os.PathLike], *, seed: Optional[int] = None,

@@ -693,7 +693,7 @@ def generate_requests(spec, horizon_us: int = INT64_MAX, max_requests: Optional[
     Clients with a zero rate (concurrency clients included) generate nothing,
     as in BLIS.  Multimodal clients draw their modality lengths (§4.5),
     multi-turn clients generate every round of their sessions open-loop
-    (§4.6; closed-loop filtering is :func:`blis.workload.generator.reasoning_session_table`),
+    (§4.6; closed-loop filtering is :func:`blis.workload.sessions.generate_session_workload`),
     and a spec with per-window overrides takes the time-varying path (§4.11).
 
     BLIS caps each client at ``2 * max_requests``; a client's requests past its
@@ -840,7 +840,19 @@ def build_table(parts: Sequence["_gen.Part"], seed, clients, prefix_len, max_req
         lst.append(value)
         return len(lst) - 1
 
+    hidden: Dict[str, int] = {}
+
+    def group_code(part):
+        """The part's prefix-group code; a hidden group is labelled "" but keeps the group's content."""
+        if not part.group or not part.hide_group:
+            return code("prefix_group", part.group)
+        if part.group not in hidden:
+            names["prefix_group"].append("")
+            hidden[part.group] = len(names["prefix_group"]) - 1
+        return hidden[part.group]
+
     session_code: Dict[str, int] = {"": 0}
+    chain_parts = []
     cols_parts = {k: [] for k in ("input_len", "output_len", "prefix_len", "prefix_group", "deadline_us",
                                   "slo_class", "tenant", "client", "model", "streaming", "content_seed",
                                   "slo_target_us", "adapter", "session")}
@@ -855,7 +867,8 @@ def build_table(parts: Sequence["_gen.Part"], seed, clients, prefix_len, max_req
         cols_parts["input_len"].append(np.asarray(p.input_len, np.int64))
         cols_parts["output_len"].append(np.asarray(p.output_len, np.int64))
         cols_parts["prefix_len"].append(np.full(m, p.prefix_len, np.int64))
-        cols_parts["prefix_group"].append(np.full(m, code("prefix_group", p.group), np.int32))
+        cols_parts["prefix_group"].append(np.full(m, group_code(p), np.int32))
+        chain_parts.append(np.full(m, bool(p.accumulate)))
         dl = p.deadline_us if p.deadline_us is not None else np.zeros(m, np.int64)
         cols_parts["deadline_us"].append(np.asarray(dl, np.int64))
         cols_parts["slo_class"].append(np.full(m, code("slo_class", _get(c, "slo_class", "") or ""), np.int32))
@@ -894,6 +907,8 @@ def build_table(parts: Sequence["_gen.Part"], seed, clients, prefix_len, max_req
         cols["session"] = remap[cols["session"]]
     cols["arrival_us"] = arrival[order]
     cols["request_id"] = np.arange(n, dtype=np.int64)
+    cols["context_parent"], cols["context_len"] = accumulate_parents(
+        np.concatenate(chain_parts)[order], cols["session"], cols["input_len"], cols["output_len"])
     cols["max_output_len"] = cols["output_len"].copy()
     for name, dtype, _, _ in EXTRA_REQUEST_FIELDS:
         cols[name] = np.ascontiguousarray(cols[name], dtype) if name in cols else np.zeros(n, dtype)
@@ -903,9 +918,36 @@ def build_table(parts: Sequence["_gen.Part"], seed, clients, prefix_len, max_req
                           f"{int(cols['input_len'][too_long[0]])}, output {int(cols['output_len'][too_long[0]])}")
     gseeds = np.zeros(len(names["prefix_group"]), np.uint64)
     for i, g in enumerate(names["prefix_group"]):
-        if i:
+        if i and g:
             gseeds[i] = np.uint64(group_seed(seed, g))
+    for g, i in hidden.items():
+        gseeds[i] = np.uint64(group_seed(seed, g))
     return RequestTable(cols, names, gseeds)
+
+
+def accumulate_parents(chain, session, input_len, output_len):
+    """Context parents of open-loop ``accumulate`` sessions (BLIS's shared session buffer).
+
+    Round r's input is the prefix, every earlier round's input and output, then
+    its new input, so it begins with the previous round's whole sequence.  Each
+    ``chain`` row with a session takes the session's previous row (table order is
+    round order) as its parent and that row's ``input + output`` as its context.
+    A round BLIS dropped because it fell outside every lifecycle window is not a
+    row: its tokens stay in the later inputs as content no cache has seen, which
+    is what the next row's own content is, so the parent is simply the previous
+    row that was kept.  Returns ``(context_parent, context_len)``.
+    """
+    n = len(session)
+    parent = np.full(n, -1, np.int64)
+    ctx = np.zeros(n, np.int64)
+    rows = np.flatnonzero(np.asarray(chain, bool) & (session > 0))
+    if len(rows) > 1:
+        o = rows[np.argsort(session[rows], kind="stable")]
+        same = session[o[1:]] == session[o[:-1]]
+        child, par = o[1:][same], o[:-1][same]
+        parent[child] = par
+        ctx[child] = input_len[par].astype(np.int64) + output_len[par]
+    return parent, ctx
 
 
 def apply_timeout(table: RequestTable, timeout_s: int) -> None:

@@ -986,27 +986,47 @@ def _row_content_seeds(seed: int, n: int) -> np.ndarray:
         return _mix64(base + k * np.uint64(_GOLDEN))
 
 
-def tracev2_to_requests(trace: TraceV2, seed: int = 42) -> RequestTable:
-    """The requests ``blis replay`` injects in fixed session mode (BLIS's ``LoadTraceV2Requests``).
-
-    Rows are stable-sorted by injection time (BLIS pushes them all as arrival
-    events, which run in time order with file order breaking ties).
-    ``seed`` (``--seed``) only seeds the procedural token content.
-    """
-    r = trace.records
-    n = len(trace)
-    if n == 0:
-        raise ConfigError("trace: must contain at least one record, got an empty trace")
-    groups = r["prefix_group"]
-    plen = r["prefix_length"]
+def prefix_group_lengths(trace: TraceV2) -> Dict[str, int]:
+    """Each prefix group's replayed prefix length: the ``prefix_length`` of its first record with one > 0."""
     group_len: Dict[str, int] = {}
-    for g, p in zip(groups, plen):
+    for g, p in zip(trace.records["prefix_group"], trace.records["prefix_length"]):
         if g and p > 0 and g not in group_len:
             group_len[g] = int(p)
-    in_group = np.array([bool(g) for g in groups], dtype=bool)
+    return group_len
+
+
+def effective_input_tokens(trace: TraceV2) -> np.ndarray:
+    """BLIS's ``effectiveInputTokenCount`` per record: ``server_input_tokens`` when > 0 and the
+    record has no prefix group, else ``input_tokens`` (the replayed prefix comes on top)."""
+    r = trace.records
+    in_group = np.array([bool(g) for g in r["prefix_group"]], dtype=bool)
+    return np.where((r["server_input_tokens"] > 0) & ~in_group, r["server_input_tokens"], r["input_tokens"])
+
+
+def tracev2_to_requests(trace: TraceV2, seed: int = 42, rows: Optional[np.ndarray] = None) -> RequestTable:
+    """The requests ``blis replay`` injects in fixed session mode (BLIS's ``LoadTraceV2Requests``).
+
+    ``rows``: the record indices to inject, in BLIS's list order (default: every
+    record, file order).  Rows are stable-sorted by injection time (BLIS pushes
+    them all as arrival events, which run in time order with list order breaking
+    ties); ``table.list_order`` keeps the list order for trace export.  ``seed``
+    (``--seed``) only seeds the procedural token content.
+    """
+    n_all = len(trace)
+    if n_all == 0:
+        raise ConfigError("trace: must contain at least one record, got an empty trace")
+    group_len = prefix_group_lengths(trace)
+    effective_all = effective_input_tokens(trace)
+    seeds_all = _row_content_seeds(seed, n_all)
+    if rows is None:
+        r, effective, content = trace.records, effective_all, seeds_all
+    else:
+        rows = np.asarray(rows, np.int64)
+        r = {k: v[rows] for k, v in trace.records.items()}
+        effective, content = effective_all[rows], seeds_all[rows]
+    n = len(r["prefix_group"])
+    groups = r["prefix_group"]
     actual_prefix = np.array([group_len.get(g, 0) for g in groups], dtype=np.int64) if n else np.zeros(0, np.int64)
-    sit = r["server_input_tokens"]
-    effective = np.where((sit > 0) & ~in_group, sit, r["input_tokens"])
     input_len = effective + actual_prefix
     arrival = np.where(r["send_time_us"] > 0, r["send_time_us"], r["arrival_time_us"])
     for name, col in (("input length", input_len), ("output_tokens", r["output_tokens"])):
@@ -1036,7 +1056,7 @@ def tracev2_to_requests(trace: TraceV2, seed: int = 42) -> RequestTable:
         deadline_us=o(r["deadline_us"]),
         round_index=o(r["round_index"]),
         streaming=o(r["streaming"]),
-        content_seed=o(_row_content_seeds(seed, n)),
+        content_seed=o(content),
         slo_target_us=o(r["slo_target_us"]),
         reason_ratio=o(r["reason_ratio"]),
         text_tokens=o(r["text_tokens"]),
@@ -1051,7 +1071,11 @@ def tracev2_to_requests(trace: TraceV2, seed: int = 42) -> RequestTable:
     for i, g in enumerate(names["prefix_group"]):
         if i:
             gseeds[i] = np.uint64(group_seed(seed, g))
-    return RequestTable(cols, names, gseeds)
+    table = RequestTable(cols, names, gseeds)
+    if sorted_:
+        table.list_order = np.empty(n, np.int64)
+        table.list_order[order] = np.arange(n, dtype=np.int64)
+    return table
 
 
 def load_tracev2(header_path: PathLike, data_path: PathLike, seed: int = 42) -> RequestTable:
