@@ -40,7 +40,6 @@ FEED_SLOT = RNG_LEN + 1
 
 _INT32_MAX = 2147483647
 _MASK63 = np.uint64(0x7FFFFFFFFFFFFFFF)
-_MASK63_I = np.int64(0x7FFFFFFFFFFFFFFF)
 _RN = 3.442619855899
 _RE = 7.69711747013104972
 _TWO63 = 9223372036854775808.0
@@ -588,13 +587,12 @@ def skip_intn_nb(state, n, k):
     if m <= 0:
         return
     n = np.int64(n)
-    # a draw is rejected when Int31() > maxv, i.e. Int63() >= (maxv + 1) << 32.  The words are
-    # handled as int64 (same bits, wrapping addition): Int63() is non-negative, so the signed
-    # compare is exact, and it lets LLVM vectorise the run (AVX2 has no unsigned 64-bit compare)
+    # a draw is rejected when Int31() > maxv, i.e. Int63() >= (maxv + 1) << 32.  Int63() is
+    # non-negative, so comparing it as int64 is exact, and the signed compare lets LLVM
+    # vectorise the run (AVX2 has no unsigned 64-bit compare)
     # when 2^31 % n == 0, (maxv + 1) << 32 is 2^63: past every Int63(), so nothing is rejected
     never = 2147483648 % n == 0
-    limit = _MASK63_I if never else np.int64(_INT32_MAX - (2147483648 % n) + 1) << np.int64(32)
-    words = state.view(np.int64)
+    limit = np.int64(0x7FFFFFFFFFFFFFFF) if never else np.int64(_INT32_MAX - (2147483648 % n) + 1) << np.int64(32)
     tap = np.int64(state[TAP_SLOT])
     feed = np.int64(state[FEED_SLOT])
     while m > 0:
@@ -603,13 +601,13 @@ def skip_intn_nb(state, n, k):
         if feed == 0:
             feed = RNG_LEN
         run = min(tap, feed, m, RNG_TAP)
-        dst = words[feed - run:feed]
-        src = words[tap - run:tap]
+        dst = state[feed - run:feed]
+        src = state[tap - run:tap]
         rejected = np.int64(0)
         for i in range(np.uint64(run)):
             x = dst[i] + src[i]
             dst[i] = x
-            rejected += np.int64((x & _MASK63_I) >= limit)
+            rejected += np.int64(np.int64(x & _MASK63) >= limit)
         if never:
             rejected = 0
         tap -= run
