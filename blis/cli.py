@@ -202,7 +202,9 @@ def _replay_flags(p):
          "lognormal:mu=2.0,sigma=0.6,min=3s,max=30s or constant:value=500ms")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str = None) -> argparse.ArgumentParser:
+    """The ``blis`` parser; ``only="run"``/``"replay"`` skips importing the other subcommands
+    (their modules pull in HTTP, Arrow and plotting code a simulation does not need)."""
     p = _Parser(prog="blis", description="blis: fast, faithful LLM inference serving simulator")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     run = sub.add_parser("run", help="simulate a generated workload",
@@ -213,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Replay a TraceV2 trace through the simulator.")
     _sim_flags(rep)
     _replay_flags(rep)
+    if only in ("run", "replay"):
+        return p
     from blis import calibrate, convert, observe, plot, serve, sweep
 
     observe.add_subparser(sub)
@@ -225,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv):
-    p = build_parser()
+    argv = list(argv)
+    p = build_parser(only=argv[0] if argv else None)
     ns = p.parse_args(argv)
     _explicit(ns)
     if ns.command is None:
