@@ -34,7 +34,7 @@ import numpy as np
 
 from blis.errors import ConfigError
 from blis.kernels import layout as L
-from blis.kernels.engine import _snapshot_refresh
+from blis.kernels.engine import _cache_refresh, _snapshot_refresh, cluster_push_nb
 from blis.kernels.jit import njit_hot
 from blis.registry import Registry
 
@@ -448,6 +448,18 @@ _INT64_MAX = int(np.iinfo(np.int64).max)
 _G_COUNT, _G_FIRST, _G_PENDING, _G_PENDING_CAP = 0, 1, 2, 3
 
 
+def _first(item):
+    return item[0]
+
+
+def _push(sim, t: int, prio: int, r: int) -> None:
+    """``sim.push_cluster_event`` without its per-call overheads (it still handles growing)."""
+    if sim.glob[L.G_CHLEN] + 2 > sim.cev[0].shape[1]:
+        sim.push_cluster_event(t, prio, r)
+    else:
+        cluster_push_nb(sim.cev, sim.glob, t, prio, r)
+
+
 @njit_hot
 def _tick_scan_nb(ins, rl, nr, n, now, interval, B, grp, gi, gf, kv_thr, avg_in, life):
     """One pass of the collector and the analyzer's aggregation over the instance arrays.
@@ -649,10 +661,8 @@ class Autoscaler:
         the same rules as the engine's ``_cache_refresh``/``_snapshot_refresh``, vectorised)."""
         delay = int(sim.cfg_arr[L.C_CACHE_DELAY])
         if delay > 0 and now - int(sim.glob[L.G_CACHE_LAST]) >= delay:
-            from blis.kernels.engine import _cache_refresh
             _cache_refresh(sim.kv, sim.ins, sim.wr, np.int64(sim.num_instances), np.int64(now), sim.cfg_arr,
                            sim.glob)
-        from blis.kernels.engine import _snapshot_refresh
         interval = np.int64(sim.cfg_arr[L.C_SNAP_INTERVAL])
         t = np.int64(now)
         for i in sim.wr[13][:int(sim.glob[L.G_NROUTABLE])]:
@@ -731,18 +741,16 @@ class Autoscaler:
         """The snapshot refresh, :meth:`collect` and :func:`analyze` in one compiled scan
         (no per-replica objects); fills ``self._life``.  Returns None, after refreshing,
         when a routable replica has no KV capacity (the Python path then logs it)."""
-        delay = int(sim.cfg_arr[L.C_CACHE_DELAY])
-        if delay > 0 and now - int(sim.glob[L.G_CACHE_LAST]) >= delay:
-            from blis.kernels.engine import _cache_refresh
-            _cache_refresh(sim.kv, sim.ins, sim.wr, np.int64(sim.num_instances), np.int64(now), sim.cfg_arr,
-                           sim.glob)
+        cfg_arr, glob = sim.cfg_arr, sim.glob
+        n = int(cfg_arr[L.C_NINST])
+        delay = int(cfg_arr[L.C_CACHE_DELAY])
+        if delay > 0 and now - int(glob[L.G_CACHE_LAST]) >= delay:
+            _cache_refresh(sim.kv, sim.ins, sim.wr, np.int64(n), np.int64(now), cfg_arr, glob)
         a = self.cfg.analyzer
         rl = sim.wr[13]
-        zero = _tick_scan_nb(sim.ins, rl, int(sim.glob[L.G_NROUTABLE]), sim.num_instances, now,
-                             int(sim.cfg_arr[L.C_SNAP_INTERVAL]), int(sim.cfg_arr[L.C_BLOCK]), self._grp,
-                             self._gi, self._gf, float(a.kv_cache_threshold), float(a.avg_input_tokens),
-                             self._life)
-        if zero:
+        if _tick_scan_nb(sim.ins, rl, int(glob[L.G_NROUTABLE]), n, now, int(cfg_arr[L.C_SNAP_INTERVAL]),
+                         int(cfg_arr[L.C_BLOCK]), self._grp, self._gi, self._gf, float(a.kv_cache_threshold),
+                         float(a.avg_input_tokens), self._life):
             return None
         ng = len(self._g_model)
         gi = self._gi[:ng].tolist()
@@ -750,23 +758,24 @@ class Autoscaler:
         models: Dict[str, list] = {}
         for g in range(ng):
             cnt, first, pend, pend_cap = gi[g]
-            if cnt == 0 and pend == 0:
-                continue
-            m = models.get(self._g_model[g])
-            if m is None:
-                m = models[self._g_model[g]] = [[], 0]
-            if cnt:
-                m[0].append((first, g))
-            m[1] += pend_cap
+            if cnt or pend:
+                m = models.get(self._g_model[g])
+                if m is None:
+                    m = models[self._g_model[g]] = [[], 0]
+                if cnt:
+                    supply, demand = gf[g]
+                    # the analyzer's per-variant cost is its first replica's
+                    m[0].append((first, VariantCapacity(self._g_variant[g], supply, demand, cnt,
+                                                        self.insts[int(rl[first])].cost_per_hour)))
+                m[1] += pend_cap
         out = []
-        for model in sorted(models):
+        for model in (sorted(models) if len(models) > 1 else models):
             reps, pend_cap = models[model]
-            res = AnalyzerResult(model_id=model)
+            res = AnalyzerResult(model)
             if reps:
-                reps.sort()     # variants in order of first appearance, as analyze() aggregates them
-                vcs = [VariantCapacity(self._g_variant[g], gf[g][0], gf[g][1], gi[g][_G_COUNT],
-                                       self.insts[int(rl[first])].cost_per_hour) for first, g in reps]
-                res = _finish_analysis(res, vcs, pend_cap, a)
+                if len(reps) > 1:
+                    reps.sort(key=_first)   # variants in order of first appearance, as analyze() aggregates
+                res = _finish_analysis(res, [vc for _, vc in reps], pend_cap, a)
             out.append(res)
         return out
 
@@ -794,16 +803,37 @@ class Autoscaler:
             inv = self._cached_inventory(sim)
             life = self._life
             self._tick_counts = (int(life[L.LIFE_ACTIVE]), int(life[L.LIFE_LOADING]), int(life[L.LIFE_DRAINING]))
-        self._tick_inv = inv     # the tick changes no state: its records reuse this inventory
-        decisions = list(self.engine(results, inv))
-        ups = {d.model_id for d in decisions if d.delta > 0}
-        downs = {d.model_id for d in decisions if d.delta < 0}
-        for m in [m for m in self.up_first if m not in ups]:
-            del self.up_first[m]
-        for m in [m for m in self.down_first if m not in downs]:
-            del self.down_first[m]
-        by_model = {r.model_id: r for r in results}
+        self._tick_inv = inv     # the tick changes no state: its records reuse this inventory and these counts
+        try:
+            passed = self._gate(now, results, list(self.engine(results, inv)))
+        finally:
+            self._tick_inv = None
+            self._tick_counts = None
+        if passed:
+            at = now + self.cfg.hpa_scrape_delay.sample_us(self.rng_autoscaler)
+            self._next_act += 1
+            self.pending_actuations[self._next_act] = passed
+            _push(sim, at, L.CP_SCALE_ACT, self._next_act)
+        # reschedule, except with an unbounded horizon once nothing is pending or in flight
+        if int(sim.cfg_arr[L.C_HORIZON]) == _INT64_MAX and len(sim.arrival_order) <= int(sim.glob[L.G_ARR_CURSOR]) \
+                and int(sim.ins[:sim.num_instances, L.I_INFLIGHT].sum()) == 0:
+            return
+        _push(sim, now + int(self.cfg.interval_us), L.CP_SCALE_TICK, -1)
+
+    def _gate(self, now: int, results: List[AnalyzerResult], decisions: list) -> List[ScaleDecision]:
+        """The stabilization gate: the decisions that pass (the others are recorded as suppressed)."""
+        if self.up_first:
+            ups = {d.model_id for d in decisions if d.delta > 0}
+            for m in [m for m in self.up_first if m not in ups]:
+                del self.up_first[m]
+        if self.down_first:
+            downs = {d.model_id for d in decisions if d.delta < 0}
+            for m in [m for m in self.down_first if m not in downs]:
+                del self.down_first[m]
         passed = []
+        if not decisions:
+            return passed
+        by_model = {r.model_id: r for r in results}
         for d in decisions:
             if not isinstance(d, ScaleDecision):
                 raise TypeError(f"autoscaler engine {self.cfg.engine!r} must return ScaleDecision objects, got {d!r}")
@@ -831,20 +861,7 @@ class Autoscaler:
             passed.append(d)
             self._record(now, "decision", d.variant.gpu_type, d.variant.tp, d.delta,
                          f"{why} (utilization {r.utilization:.3f})" if r is not None else why, "")
-        self._tick_inv = None
-        self._tick_counts = None
-        if passed:
-            at = now + self.cfg.hpa_scrape_delay.sample_us(self.rng_autoscaler)
-            self._next_act += 1
-            self.pending_actuations[self._next_act] = passed
-            sim.push_cluster_event(at, L.CP_SCALE_ACT, self._next_act)
-        # reschedule, except with an unbounded horizon once nothing is pending or in flight
-        horizon = int(sim.cfg_arr[L.C_HORIZON])
-        pending_arrivals = len(sim.arrival_order) - int(sim.glob[L.G_ARR_CURSOR])
-        if horizon == _INT64_MAX and pending_arrivals <= 0 \
-                and int(sim.ins[:sim.num_instances, L.I_INFLIGHT].sum()) == 0:
-            return
-        sim.push_cluster_event(now + int(self.cfg.interval_us), L.CP_SCALE_TICK, -1)
+        return passed
 
     # ------------------------------------------------------------ actuator
     def actuate(self, sim, now: int, decisions: List[ScaleDecision]) -> None:
