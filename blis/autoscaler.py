@@ -216,11 +216,14 @@ def analyze(ms: ModelSignals, cfg: AnalyzerConfig) -> AnalyzerResult:
 def _finish_analysis(res: AnalyzerResult, vcs: List[VariantCapacity], pending_kv_tokens: int,
                      cfg: AnalyzerConfig) -> AnalyzerResult:
     """The analyzer after aggregation: ``vcs`` per variant in first-appearance order."""
-    vcs.sort(key=_cost_key)
+    if len(vcs) > 1:
+        vcs.sort(key=_cost_key)
     res.variant_capacities = vcs
+    replicas = 0
     for vc in vcs:
         res.total_supply += vc.supply
         res.total_demand += vc.demand
+        replicas += vc.replica_count
     if res.total_supply > 0:
         res.utilization = res.total_demand / res.total_supply
     pending = 0.0
@@ -230,7 +233,7 @@ def _finish_analysis(res: AnalyzerResult, vcs: List[VariantCapacity], pending_kv
     if required > 0:
         res.required_capacity = required
         return res
-    if sum(vc.replica_count for vc in vcs) <= 1:
+    if replicas <= 1:
         return res
     spare = res.total_supply - res.total_demand / cfg.scale_down_boundary
     if spare <= 0:
@@ -277,11 +280,13 @@ def scale_down_n(spare_capacity: float, vc: VariantCapacity) -> int:
 
 def sorted_by_asc_cost(vcs: Sequence[VariantCapacity]) -> List[VariantCapacity]:
     """A sorted copy: cost ascending, then GPU type, then TP (deterministic)."""
-    return sorted(vcs, key=lambda vc: (vc.cost_per_replica, vc.variant.gpu_type, vc.variant.tp))
+    return sorted(vcs, key=_cost_key) if len(vcs) > 1 else list(vcs)
 
 
 def sorted_by_desc_cost(vcs: Sequence[VariantCapacity]) -> List[VariantCapacity]:
     """A sorted copy: cost descending, then GPU type ascending, then TP ascending."""
+    if len(vcs) < 2:
+        return list(vcs)
     return sorted(vcs, key=lambda vc: (-vc.cost_per_replica, vc.variant.gpu_type, vc.variant.tp))
 
 
@@ -535,7 +540,9 @@ class Autoscaler:
         self._next_act = 0
         self.seq = 0
         self.insts: List[_Inst] = []
-        self.events: List[ScaleEvent] = []
+        self._events: List[ScaleEvent] = []
+        self._event_rows: List[tuple] = []       # recorded, not yet ScaleEvent objects (see events)
+        self._vspecs: Dict[Tuple[str, int], VariantSpec] = {}
         self.ticks = 0
         self.end_us = 0
         self._by_variant: Dict[Tuple[str, int], np.ndarray] = {}
@@ -555,6 +562,15 @@ class Autoscaler:
         self._inv_key = None
         self._inv_cache: Optional[GPUInventory] = None
         self._total_gpus = self.placement.total_gpus() if self.placement is not None else {}
+
+    @property
+    def events(self) -> List[ScaleEvent]:
+        """The scale trace so far (:class:`ScaleEvent` rows in recording order; sorted by
+        time after the run).  Rows are recorded as tuples and become objects here."""
+        if self._event_rows:
+            self._events.extend([ScaleEvent(*row) for row in self._event_rows])
+            self._event_rows.clear()
+        return self._events
 
     # ------------------------------------------------------------ construction
     def pool_kv_blocks(self, pool: NodePoolConfig, default_blocks: int) -> int:
@@ -921,7 +937,10 @@ class Autoscaler:
         free = -1
         if self.placement is not None and gpu_type:
             inv = self._tick_inv if self._tick_inv is not None else self.inventory(sim)
-            free = inv.free_slots(VariantSpec(gpu_type, max(int(tp), 1))) - held_gpus
+            v = self._vspecs.get((gpu_type, tp))
+            if v is None:
+                v = self._vspecs[(gpu_type, tp)] = VariantSpec(gpu_type, max(int(tp), 1))
+            free = inv.free_slots(v) - held_gpus
         if self._tick_counts is not None:     # inside a tick (no state changes): the scan's counts
             active, loading, draining = self._tick_counts
         else:
@@ -929,8 +948,8 @@ class Autoscaler:
             active = int((life == L.LIFE_ACTIVE).sum())
             loading = int((life == L.LIFE_LOADING).sum())
             draining = int((life == L.LIFE_DRAINING).sum())
-        self.events.append(ScaleEvent(int(t), kind, self.model, gpu_type, int(tp), int(delta), reason, instance, free,
-                                      active, loading, draining + still_draining))
+        self._event_rows.append((int(t), kind, self.model, gpu_type, int(tp), int(delta), reason, instance, free,
+                                 active, loading, draining + still_draining))
 
     def finalize(self, sim) -> None:
         self._reap(sim)
