@@ -450,7 +450,7 @@ class _Inst:
 # ---------------------------------------------------------------------------- tick kernel
 _INT64_MAX = int(np.iinfo(np.int64).max)
 # columns of the per-group integer aggregates filled by _tick_scan_nb
-_G_COUNT, _G_FIRST, _G_PENDING, _G_PENDING_CAP = 0, 1, 2, 3
+_G_COUNT, _G_FIRST, _G_PENDING, _G_PENDING_CAP, _G_FIRST_INST = 0, 1, 2, 3, 4
 
 
 def _first(item):
@@ -466,16 +466,20 @@ def _push(sim, t: int, prio: int, r: int) -> None:
 
 
 @njit_hot
-def _tick_scan_nb(ins, rl, nr, n, now, interval, B, grp, gi, gf, kv_thr, avg_in, life):
+def _tick_scan_nb(ins, glob, cfg, rl, now, grp, gi, gf, kv_thr, avg_in, life):
     """One pass of the collector and the analyzer's aggregation over the instance arrays.
 
-    Refreshes the routing snapshots of the routable instances ``rl[:nr]`` (as
-    ``_refresh_snapshots`` does), counts the ``n`` instances per lifecycle state into
-    ``life``, and per (model, variant) group ``grp[i]`` (-1 = no model or GPU type) sums,
-    in routable order exactly as :func:`analyze` does: ``gf[g] = (supply, demand)``,
+    Refreshes the routing snapshots of the routable instances (``rl``, as
+    ``_refresh_snapshots`` does), counts the instances per lifecycle state into ``life``,
+    and per (model, variant) group ``grp[i]`` (-1 = no model or GPU type) sums, in
+    routable order exactly as :func:`analyze` does: ``gf[g] = (supply, demand)``,
     ``gi[g] = (replicas, routable position of the first replica, Loading instances with
-    KV capacity, their KV tokens)``.  Returns how many grouped routable replicas have no
-    KV capacity (the caller then takes the Python path, which logs them)."""
+    KV capacity, their KV tokens, the first replica)``.  Returns how many grouped
+    routable replicas have no KV capacity (the caller then takes the Python path, which
+    logs them)."""
+    n = cfg[L.C_NINST]
+    B = cfg[L.C_BLOCK]
+    interval = cfg[L.C_SNAP_INTERVAL]
     for k in range(life.shape[0]):
         life[k] = 0
     for g in range(gi.shape[0]):
@@ -485,6 +489,7 @@ def _tick_scan_nb(ins, rl, nr, n, now, interval, B, grp, gi, gf, kv_thr, avg_in,
         gi[g, _G_PENDING_CAP] = 0
         gf[g, 0] = 0.0
         gf[g, 1] = 0.0
+        gi[g, _G_FIRST_INST] = -1
     for i in range(n):
         st = ins[i, L.I_LIFE]
         if 0 <= st < life.shape[0]:
@@ -496,7 +501,7 @@ def _tick_scan_nb(ins, rl, nr, n, now, interval, B, grp, gi, gf, kv_thr, avg_in,
                 gi[g, _G_PENDING] += 1
                 gi[g, _G_PENDING_CAP] += cap
     zero = 0
-    for p in range(nr):
+    for p in range(glob[L.G_NROUTABLE]):
         i = rl[p]
         _snapshot_refresh(ins, i, now, interval)
         g = grp[i]
@@ -508,6 +513,7 @@ def _tick_scan_nb(ins, rl, nr, n, now, interval, B, grp, gi, gf, kv_thr, avg_in,
             continue
         if gi[g, _G_COUNT] == 0:
             gi[g, _G_FIRST] = p
+            gi[g, _G_FIRST_INST] = i
         gi[g, _G_COUNT] += 1
         gf[g, 0] += float(tot * B) * kv_thr
         gf[g, 1] += float(ins[i, L.I_SNAP_KV_USED] * B) + float(ins[i, L.I_SNAP_QD]) * avg_in
@@ -554,7 +560,7 @@ class Autoscaler:
         self._groups: Dict[Tuple[str, str, int], int] = {}
         self._g_model: List[str] = []
         self._g_variant: List[VariantSpec] = []
-        self._gi = np.zeros((1, 4), np.int64)
+        self._gi = np.zeros((1, 5), np.int64)
         self._gf = np.zeros((1, 2), np.float64)
         self._life = np.zeros(4, np.int64)        # instances per lifecycle state at the tick's scan
         self._tick_counts: Optional[Tuple[int, int, int]] = None
@@ -749,7 +755,7 @@ class Autoscaler:
                 self._g_model.append(inst.model)
                 self._g_variant.append(inst.variant)
                 if len(self._g_model) > self._gi.shape[0]:
-                    self._gi = np.zeros((2 * self._gi.shape[0], 4), np.int64)
+                    self._gi = np.zeros((2 * self._gi.shape[0], 5), np.int64)
                     self._gf = np.zeros((self._gi.shape[0], 2), np.float64)
         self._grp[i] = g
 
@@ -758,39 +764,44 @@ class Autoscaler:
         (no per-replica objects); fills ``self._life``.  Returns None, after refreshing,
         when a routable replica has no KV capacity (the Python path then logs it)."""
         cfg_arr, glob = sim.cfg_arr, sim.glob
-        n = int(cfg_arr[L.C_NINST])
         delay = int(cfg_arr[L.C_CACHE_DELAY])
         if delay > 0 and now - int(glob[L.G_CACHE_LAST]) >= delay:
-            _cache_refresh(sim.kv, sim.ins, sim.wr, np.int64(n), np.int64(now), cfg_arr, glob)
+            _cache_refresh(sim.kv, sim.ins, sim.wr, np.int64(sim.num_instances), np.int64(now), cfg_arr, glob)
         a = self.cfg.analyzer
-        rl = sim.wr[13]
-        if _tick_scan_nb(sim.ins, rl, int(glob[L.G_NROUTABLE]), n, now, int(cfg_arr[L.C_SNAP_INTERVAL]),
-                         int(cfg_arr[L.C_BLOCK]), self._grp, self._gi, self._gf, float(a.kv_cache_threshold),
-                         float(a.avg_input_tokens), self._life):
+        if _tick_scan_nb(sim.ins, glob, cfg_arr, sim.wr[13], now, self._grp, self._gi, self._gf,
+                         float(a.kv_cache_threshold), float(a.avg_input_tokens), self._life):
             return None
         ng = len(self._g_model)
         gi = self._gi[:ng].tolist()
         gf = self._gf[:ng].tolist()
+        if ng == 1:     # one model with one variant (every run without several pool GPU types)
+            cnt, _, pend, pend_cap, i = gi[0]
+            if not (cnt or pend):
+                return []
+            res = AnalyzerResult(self._g_model[0])
+            if cnt:     # the analyzer's per-variant cost is its first replica's
+                supply, demand = gf[0]
+                vc = VariantCapacity(self._g_variant[0], supply, demand, cnt, self.insts[i].cost_per_hour)
+                res = _finish_analysis(res, [vc], pend_cap, a)
+            return [res]
         models: Dict[str, list] = {}
         for g in range(ng):
-            cnt, first, pend, pend_cap = gi[g]
+            cnt, first, pend, pend_cap, i = gi[g]
             if cnt or pend:
                 m = models.get(self._g_model[g])
                 if m is None:
                     m = models[self._g_model[g]] = [[], 0]
                 if cnt:
                     supply, demand = gf[g]
-                    # the analyzer's per-variant cost is its first replica's
                     m[0].append((first, VariantCapacity(self._g_variant[g], supply, demand, cnt,
-                                                        self.insts[int(rl[first])].cost_per_hour)))
+                                                        self.insts[i].cost_per_hour)))
                 m[1] += pend_cap
         out = []
-        for model in (sorted(models) if len(models) > 1 else models):
+        for model in sorted(models):
             reps, pend_cap = models[model]
             res = AnalyzerResult(model)
             if reps:
-                if len(reps) > 1:
-                    reps.sort(key=_first)   # variants in order of first appearance, as analyze() aggregates
+                reps.sort(key=_first)   # variants in order of first appearance, as analyze() aggregates
                 res = _finish_analysis(res, [vc for _, vc in reps], pend_cap, a)
             out.append(res)
         return out
@@ -817,8 +828,8 @@ class Autoscaler:
             if int(self._life[L.LIFE_TERMINATED]) != self._n_reaped:
                 self._reap(sim)
             inv = self._cached_inventory(sim)
-            life = self._life
-            self._tick_counts = (int(life[L.LIFE_ACTIVE]), int(life[L.LIFE_LOADING]), int(life[L.LIFE_DRAINING]))
+            life = self._life.tolist()
+            self._tick_counts = (life[L.LIFE_ACTIVE], life[L.LIFE_LOADING], life[L.LIFE_DRAINING])
         self._tick_inv = inv     # the tick changes no state: its records reuse this inventory and these counts
         try:
             passed = self._gate(now, results, list(self.engine(results, inv)))
