@@ -10,9 +10,13 @@ pipeline's own cost: ticks (collector, analyzer, engine, stabilization), the
 lifecycle state the routing code checks, and the routable-instance indirection.
 Target: under 10% (``autoscaler_overhead`` in extra_info of the autoscaler
 benchmarks: min-of-5 CPU times of ``Simulation.run()`` only; run the file as a whole
-so the baseline is measured).  Measured at 10k requests (``BLIS_BENCH_FULL=1``):
-about 0% with a 1 s tick, about +36% with the 100 ms stress tick (~0.4 ms of Python
-per tick).
+so the baseline is measured).  Measured at 10k requests (``BLIS_BENCH_FULL=1``, 2 shared
+cores, min of 15 interleaved CPU-time rounds; single runs vary by +-10%): about 0% with
+a 1 s tick (36 ticks) and about +3-11% with the 100 ms stress tick (347 ticks; before the
+compiled tick scan: +21-24%).  A tick costs ~20-30 us of Python warm and ~50 us inside a
+run (median; it was ~140-150 us warm, ~180-240 us in a run); the rest of the 100 ms
+overhead is leaving and re-entering the compiled engine (~2-8%) and the cache-signal
+refreshes that ticks trigger (BLIS semantics).
 
     python -m pytest benchmarks/test_bench_autoscaler.py --benchmark-only
     BLIS_BENCH_FULL=1 python -m pytest benchmarks/test_bench_autoscaler.py --benchmark-only   # 10k requests

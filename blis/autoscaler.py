@@ -34,6 +34,8 @@ import numpy as np
 
 from blis.errors import ConfigError
 from blis.kernels import layout as L
+from blis.kernels.engine import _cache_refresh, _snapshot_refresh, cluster_push_nb
+from blis.kernels.jit import njit_hot
 from blis.registry import Registry
 
 log = logging.getLogger("blis.autoscaler")
@@ -184,6 +186,10 @@ class GPUInventory:
 
 
 # ---------------------------------------------------------------------------- analyzer
+def _cost_key(vc: VariantCapacity):
+    return vc.cost_per_replica, vc.variant.gpu_type, vc.variant.tp
+
+
 def analyze(ms: ModelSignals, cfg: AnalyzerConfig) -> AnalyzerResult:
     """BLIS's V2 saturation analyzer (KV-token supply and demand per variant)."""
     res = AnalyzerResult(model_id=ms.model_id)
@@ -204,21 +210,30 @@ def analyze(ms: ModelSignals, cfg: AnalyzerConfig) -> AnalyzerResult:
         a[1] += demand
         a[2] += 1
     vcs = [VariantCapacity(v, a[0], a[1], a[2], a[3]) for v, a in agg.items()]
-    vcs.sort(key=lambda vc: (vc.cost_per_replica, vc.variant.gpu_type, vc.variant.tp))
+    return _finish_analysis(res, vcs, ms.pending_total_kv_capacity_tokens, cfg)
+
+
+def _finish_analysis(res: AnalyzerResult, vcs: List[VariantCapacity], pending_kv_tokens: int,
+                     cfg: AnalyzerConfig) -> AnalyzerResult:
+    """The analyzer after aggregation: ``vcs`` per variant in first-appearance order."""
+    if len(vcs) > 1:
+        vcs.sort(key=_cost_key)
     res.variant_capacities = vcs
+    replicas = 0
     for vc in vcs:
         res.total_supply += vc.supply
         res.total_demand += vc.demand
+        replicas += vc.replica_count
     if res.total_supply > 0:
         res.utilization = res.total_demand / res.total_supply
     pending = 0.0
-    if ms.pending_total_kv_capacity_tokens > 0:
-        pending = float(ms.pending_total_kv_capacity_tokens) * cfg.kv_cache_threshold
+    if pending_kv_tokens > 0:
+        pending = float(pending_kv_tokens) * cfg.kv_cache_threshold
     required = res.total_demand / cfg.scale_up_threshold - (res.total_supply + pending)
     if required > 0:
         res.required_capacity = required
         return res
-    if sum(vc.replica_count for vc in vcs) <= 1:
+    if replicas <= 1:
         return res
     spare = res.total_supply - res.total_demand / cfg.scale_down_boundary
     if spare <= 0:
@@ -265,11 +280,13 @@ def scale_down_n(spare_capacity: float, vc: VariantCapacity) -> int:
 
 def sorted_by_asc_cost(vcs: Sequence[VariantCapacity]) -> List[VariantCapacity]:
     """A sorted copy: cost ascending, then GPU type, then TP (deterministic)."""
-    return sorted(vcs, key=lambda vc: (vc.cost_per_replica, vc.variant.gpu_type, vc.variant.tp))
+    return sorted(vcs, key=_cost_key) if len(vcs) > 1 else list(vcs)
 
 
 def sorted_by_desc_cost(vcs: Sequence[VariantCapacity]) -> List[VariantCapacity]:
     """A sorted copy: cost descending, then GPU type ascending, then TP ascending."""
+    if len(vcs) < 2:
+        return list(vcs)
     return sorted(vcs, key=lambda vc: (-vc.cost_per_replica, vc.variant.gpu_type, vc.variant.tp))
 
 
@@ -430,6 +447,79 @@ class _Inst:
         self.variant = VariantSpec(self.gpu_type, max(self.tp, 1)) if self.gpu_type else None
 
 
+# ---------------------------------------------------------------------------- tick kernel
+_INT64_MAX = int(np.iinfo(np.int64).max)
+# columns of the per-group integer aggregates filled by _tick_scan_nb
+_G_COUNT, _G_FIRST, _G_PENDING, _G_PENDING_CAP, _G_FIRST_INST = 0, 1, 2, 3, 4
+
+
+def _first(item):
+    return item[0]
+
+
+def _push(sim, t: int, prio: int, r: int) -> None:
+    """``sim.push_cluster_event`` without its per-call overheads (it still handles growing)."""
+    if sim.glob[L.G_CHLEN] + 2 > sim.cev[0].shape[1]:
+        sim.push_cluster_event(t, prio, r)
+    else:
+        cluster_push_nb(sim.cev, sim.glob, t, prio, r)
+
+
+@njit_hot
+def _tick_scan_nb(ins, glob, cfg, rl, now, grp, gi, gf, kv_thr, avg_in, life):
+    """One pass of the collector and the analyzer's aggregation over the instance arrays.
+
+    Refreshes the routing snapshots of the routable instances (``rl``, as
+    ``_refresh_snapshots`` does), counts the instances per lifecycle state into ``life``,
+    and per (model, variant) group ``grp[i]`` (-1 = no model or GPU type) sums, in
+    routable order exactly as :func:`analyze` does: ``gf[g] = (supply, demand)``,
+    ``gi[g] = (replicas, routable position of the first replica, Loading instances with
+    KV capacity, their KV tokens, the first replica)``.  Returns how many grouped
+    routable replicas have no KV capacity (the caller then takes the Python path, which
+    logs them)."""
+    n = cfg[L.C_NINST]
+    B = cfg[L.C_BLOCK]
+    interval = cfg[L.C_SNAP_INTERVAL]
+    for k in range(life.shape[0]):
+        life[k] = 0
+    for g in range(gi.shape[0]):
+        gi[g, _G_COUNT] = 0
+        gi[g, _G_FIRST] = -1
+        gi[g, _G_PENDING] = 0
+        gi[g, _G_PENDING_CAP] = 0
+        gf[g, 0] = 0.0
+        gf[g, 1] = 0.0
+        gi[g, _G_FIRST_INST] = -1
+    for i in range(n):
+        st = ins[i, L.I_LIFE]
+        if 0 <= st < life.shape[0]:
+            life[st] += 1
+        if st == L.LIFE_LOADING:
+            g = grp[i]
+            cap = ins[i, L.I_TOTAL_BLOCKS] * B
+            if g >= 0 and cap > 0:
+                gi[g, _G_PENDING] += 1
+                gi[g, _G_PENDING_CAP] += cap
+    zero = 0
+    for p in range(glob[L.G_NROUTABLE]):
+        i = rl[p]
+        _snapshot_refresh(ins, i, now, interval)
+        g = grp[i]
+        if g < 0:
+            continue
+        tot = ins[i, L.I_TOTAL_BLOCKS]
+        if tot <= 0:
+            zero += 1
+            continue
+        if gi[g, _G_COUNT] == 0:
+            gi[g, _G_FIRST] = p
+            gi[g, _G_FIRST_INST] = i
+        gi[g, _G_COUNT] += 1
+        gf[g, 0] += float(tot * B) * kv_thr
+        gf[g, 1] += float(ins[i, L.I_SNAP_KV_USED] * B) + float(ins[i, L.I_SNAP_QD]) * avg_in
+    return zero
+
+
 # ---------------------------------------------------------------------------- the pipeline
 class Autoscaler:
     """Node pools + instance lifecycle + (optionally) the autoscaler pipeline for one run."""
@@ -456,12 +546,37 @@ class Autoscaler:
         self._next_act = 0
         self.seq = 0
         self.insts: List[_Inst] = []
-        self.events: List[ScaleEvent] = []
+        self._events: List[ScaleEvent] = []
+        self._event_rows: List[tuple] = []       # recorded, not yet ScaleEvent objects (see events)
+        self._vspecs: Dict[Tuple[str, int], VariantSpec] = {}
         self.ticks = 0
         self.end_us = 0
         self._by_variant: Dict[Tuple[str, int], np.ndarray] = {}
         self._tick_inv: Optional[GPUInventory] = None
+        #: compute each tick's signals with the compiled scan (False: the Python collector
+        #: and analyzer; both give the same results, see tests/test_autoscaler.py)
+        self.fast_tick = True
+        self._grp = np.full(16, -1, np.int64)     # instance -> (model, variant) group, -1 = none
+        self._groups: Dict[Tuple[str, str, int], int] = {}
+        self._g_model: List[str] = []
+        self._g_variant: List[VariantSpec] = []
+        self._gi = np.zeros((1, 5), np.int64)
+        self._gf = np.zeros((1, 2), np.float64)
+        self._life = np.zeros(4, np.int64)        # instances per lifecycle state at the tick's scan
+        self._tick_counts: Optional[Tuple[int, int, int]] = None
+        self._n_reaped = 0
+        self._inv_key = None
+        self._inv_cache: Optional[GPUInventory] = None
         self._total_gpus = self.placement.total_gpus() if self.placement is not None else {}
+
+    @property
+    def events(self) -> List[ScaleEvent]:
+        """The scale trace so far (:class:`ScaleEvent` rows in recording order; sorted by
+        time after the run).  Rows are recorded as tuples and become objects here."""
+        if self._event_rows:
+            self._events.extend([ScaleEvent(*row) for row in self._event_rows])
+            self._event_rows.clear()
+        return self._events
 
     # ------------------------------------------------------------ construction
     def pool_kv_blocks(self, pool: NodePoolConfig, default_blocks: int) -> int:
@@ -527,10 +642,11 @@ class Autoscaler:
     # ------------------------------------------------------------ events
     def on_event(self, sim, kind: int, r: int) -> None:
         now = int(sim.glob[L.G_CLOCK])
-        self._reap(sim)
         if kind == L.CP_SCALE_TICK:
-            self.tick(sim, now)
-        elif kind == L.CP_SCALE_ACT:
+            self.tick(sim, now)     # reaps first, like every other event
+            return
+        self._reap(sim)
+        if kind == L.CP_SCALE_ACT:
             self.actuate(sim, now, self.pending_actuations.pop(r))
         elif kind == L.CP_INST_LOADED:
             if sim.ins[r, L.I_LIFE] == L.LIFE_LOADING:
@@ -542,9 +658,12 @@ class Autoscaler:
         """Release the GPUs of instances the engine terminated since the last look."""
         n = sim.num_instances
         life = sim.ins[:n, L.I_LIFE]
+        if np.count_nonzero(life == L.LIFE_TERMINATED) == self._n_reaped:
+            return      # terminated instances never come back: nothing new
         batch = [i for i in np.flatnonzero(life == L.LIFE_TERMINATED).tolist() if self.insts[i].ended_us < 0]
         if not batch:
             return
+        self._n_reaped += len(batch)
         # terminations are found after the fact: record each with the state right after it
         # (Python-side changes always reap first, so only the batch itself differs)
         batch.sort(key=lambda i: (int(sim.ins[i, L.I_LIFE_T]), i))
@@ -564,10 +683,8 @@ class Autoscaler:
         the same rules as the engine's ``_cache_refresh``/``_snapshot_refresh``, vectorised)."""
         delay = int(sim.cfg_arr[L.C_CACHE_DELAY])
         if delay > 0 and now - int(sim.glob[L.G_CACHE_LAST]) >= delay:
-            from blis.kernels.engine import _cache_refresh
             _cache_refresh(sim.kv, sim.ins, sim.wr, np.int64(sim.num_instances), np.int64(now), sim.cfg_arr,
                            sim.glob)
-        from blis.kernels.engine import _snapshot_refresh
         interval = np.int64(sim.cfg_arr[L.C_SNAP_INTERVAL])
         t = np.int64(now)
         for i in sim.wr[13][:int(sim.glob[L.G_NROUTABLE])]:
@@ -625,23 +742,125 @@ class Autoscaler:
         inst = self.insts[i]
         rows = self._by_variant.setdefault((inst.gpu_type, inst.tp), np.zeros(0, np.int64))
         self._by_variant[(inst.gpu_type, inst.tp)] = np.append(rows, i)
+        if i >= len(self._grp):
+            grp = np.full(max(2 * len(self._grp), i + 1), -1, np.int64)
+            grp[:len(self._grp)] = self._grp
+            self._grp = grp
+        g = -1
+        if inst.model and inst.gpu_type:      # what the collector reports (analyzer key: model, variant)
+            key = (inst.model, inst.variant.gpu_type, inst.variant.tp)
+            g = self._groups.get(key, -1)
+            if g < 0:
+                g = self._groups[key] = len(self._g_model)
+                self._g_model.append(inst.model)
+                self._g_variant.append(inst.variant)
+                if len(self._g_model) > self._gi.shape[0]:
+                    self._gi = np.zeros((2 * self._gi.shape[0], 5), np.int64)
+                    self._gf = np.zeros((self._gi.shape[0], 2), np.float64)
+        self._grp[i] = g
+
+    def _fast_signals(self, sim, now: int) -> Optional[List[AnalyzerResult]]:
+        """The snapshot refresh, :meth:`collect` and :func:`analyze` in one compiled scan
+        (no per-replica objects); fills ``self._life``.  Returns None, after refreshing,
+        when a routable replica has no KV capacity (the Python path then logs it)."""
+        cfg_arr, glob = sim.cfg_arr, sim.glob
+        delay = int(cfg_arr[L.C_CACHE_DELAY])
+        if delay > 0 and now - int(glob[L.G_CACHE_LAST]) >= delay:
+            _cache_refresh(sim.kv, sim.ins, sim.wr, np.int64(sim.num_instances), np.int64(now), cfg_arr, glob)
+        a = self.cfg.analyzer
+        if _tick_scan_nb(sim.ins, glob, cfg_arr, sim.wr[13], now, self._grp, self._gi, self._gf,
+                         float(a.kv_cache_threshold), float(a.avg_input_tokens), self._life):
+            return None
+        ng = len(self._g_model)
+        gi = self._gi[:ng].tolist()
+        gf = self._gf[:ng].tolist()
+        if ng == 1:     # one model with one variant (every run without several pool GPU types)
+            cnt, _, pend, pend_cap, i = gi[0]
+            if not (cnt or pend):
+                return []
+            res = AnalyzerResult(self._g_model[0])
+            if cnt:     # the analyzer's per-variant cost is its first replica's
+                supply, demand = gf[0]
+                vc = VariantCapacity(self._g_variant[0], supply, demand, cnt, self.insts[i].cost_per_hour)
+                res = _finish_analysis(res, [vc], pend_cap, a)
+            return [res]
+        models: Dict[str, list] = {}
+        for g in range(ng):
+            cnt, first, pend, pend_cap, i = gi[g]
+            if cnt or pend:
+                m = models.get(self._g_model[g])
+                if m is None:
+                    m = models[self._g_model[g]] = [[], 0]
+                if cnt:
+                    supply, demand = gf[g]
+                    m[0].append((first, VariantCapacity(self._g_variant[g], supply, demand, cnt,
+                                                        self.insts[i].cost_per_hour)))
+                m[1] += pend_cap
+        out = []
+        for model in sorted(models):
+            reps, pend_cap = models[model]
+            res = AnalyzerResult(model)
+            if reps:
+                reps.sort(key=_first)   # variants in order of first appearance, as analyze() aggregates
+                res = _finish_analysis(res, [vc for _, vc in reps], pend_cap, a)
+            out.append(res)
+        return out
+
+    def _cached_inventory(self, sim) -> GPUInventory:
+        """A fresh copy of :meth:`inventory`, recomputed only when the instance set or the
+        terminated count (all it depends on, states being monotone) changed."""
+        key = (sim.num_instances, int(self._life[L.LIFE_TERMINATED]))
+        if key != self._inv_key or self._inv_cache is None:
+            self._inv_cache = self.inventory(sim)
+            self._inv_key = key
+        return GPUInventory(self._inv_cache.by_variant)
 
     # ------------------------------------------------------------ tick
     def tick(self, sim, now: int) -> None:
         self.ticks += 1
-        self._refresh_snapshots(sim, now)
-        results = [analyze(ms, self.cfg.analyzer) for ms in self.collect(sim)]
-        inv = self.inventory(sim)
-        self._tick_inv = inv     # the tick changes no state: its records reuse this inventory
-        decisions = list(self.engine(results, inv))
-        ups = {d.model_id for d in decisions if d.delta > 0}
-        downs = {d.model_id for d in decisions if d.delta < 0}
-        for m in [m for m in self.up_first if m not in ups]:
-            del self.up_first[m]
-        for m in [m for m in self.down_first if m not in downs]:
-            del self.down_first[m]
-        by_model = {r.model_id: r for r in results}
+        results = self._fast_signals(sim, now) if self.fast_tick else None
+        if results is None:
+            self._reap(sim)
+            self._refresh_snapshots(sim, now)
+            results = [analyze(ms, self.cfg.analyzer) for ms in self.collect(sim)]
+            inv = self.inventory(sim)
+        else:
+            if int(self._life[L.LIFE_TERMINATED]) != self._n_reaped:
+                self._reap(sim)
+            inv = self._cached_inventory(sim)
+            life = self._life.tolist()
+            self._tick_counts = (life[L.LIFE_ACTIVE], life[L.LIFE_LOADING], life[L.LIFE_DRAINING])
+        self._tick_inv = inv     # the tick changes no state: its records reuse this inventory and these counts
+        try:
+            passed = self._gate(now, results, list(self.engine(results, inv)))
+        finally:
+            self._tick_inv = None
+            self._tick_counts = None
+        if passed:
+            at = now + self.cfg.hpa_scrape_delay.sample_us(self.rng_autoscaler)
+            self._next_act += 1
+            self.pending_actuations[self._next_act] = passed
+            _push(sim, at, L.CP_SCALE_ACT, self._next_act)
+        # reschedule, except with an unbounded horizon once nothing is pending or in flight
+        if int(sim.cfg_arr[L.C_HORIZON]) == _INT64_MAX and len(sim.arrival_order) <= int(sim.glob[L.G_ARR_CURSOR]) \
+                and int(sim.ins[:sim.num_instances, L.I_INFLIGHT].sum()) == 0:
+            return
+        _push(sim, now + int(self.cfg.interval_us), L.CP_SCALE_TICK, -1)
+
+    def _gate(self, now: int, results: List[AnalyzerResult], decisions: list) -> List[ScaleDecision]:
+        """The stabilization gate: the decisions that pass (the others are recorded as suppressed)."""
+        if self.up_first:
+            ups = {d.model_id for d in decisions if d.delta > 0}
+            for m in [m for m in self.up_first if m not in ups]:
+                del self.up_first[m]
+        if self.down_first:
+            downs = {d.model_id for d in decisions if d.delta < 0}
+            for m in [m for m in self.down_first if m not in downs]:
+                del self.down_first[m]
         passed = []
+        if not decisions:
+            return passed
+        by_model = {r.model_id: r for r in results}
         for d in decisions:
             if not isinstance(d, ScaleDecision):
                 raise TypeError(f"autoscaler engine {self.cfg.engine!r} must return ScaleDecision objects, got {d!r}")
@@ -669,19 +888,7 @@ class Autoscaler:
             passed.append(d)
             self._record(now, "decision", d.variant.gpu_type, d.variant.tp, d.delta,
                          f"{why} (utilization {r.utilization:.3f})" if r is not None else why, "")
-        self._tick_inv = None
-        if passed:
-            at = now + self.cfg.hpa_scrape_delay.sample_us(self.rng_autoscaler)
-            self._next_act += 1
-            self.pending_actuations[self._next_act] = passed
-            sim.push_cluster_event(at, L.CP_SCALE_ACT, self._next_act)
-        # reschedule, except with an unbounded horizon once nothing is pending or in flight
-        horizon = int(sim.cfg_arr[L.C_HORIZON])
-        pending_arrivals = len(sim.arrival_order) - int(sim.glob[L.G_ARR_CURSOR])
-        if horizon == np.iinfo(np.int64).max and pending_arrivals <= 0 \
-                and int(sim.ins[:sim.num_instances, L.I_INFLIGHT].sum()) == 0:
-            return
-        sim.push_cluster_event(now + int(self.cfg.interval_us), L.CP_SCALE_TICK, -1)
+        return passed
 
     # ------------------------------------------------------------ actuator
     def actuate(self, sim, now: int, decisions: List[ScaleDecision]) -> None:
@@ -738,15 +945,22 @@ class Autoscaler:
     # ------------------------------------------------------------ trace and summary
     def _record(self, t, kind, gpu_type, tp, delta, reason, instance, still_draining=0, held_gpus=0) -> None:
         sim = self.sim
-        n = sim.num_instances
-        life = sim.ins[:n, L.I_LIFE]
         free = -1
         if self.placement is not None and gpu_type:
             inv = self._tick_inv if self._tick_inv is not None else self.inventory(sim)
-            free = inv.free_slots(VariantSpec(gpu_type, max(int(tp), 1))) - held_gpus
-        self.events.append(ScaleEvent(int(t), kind, self.model, gpu_type, int(tp), int(delta), reason, instance, free,
-                                      int((life == L.LIFE_ACTIVE).sum()), int((life == L.LIFE_LOADING).sum()),
-                                      int((life == L.LIFE_DRAINING).sum()) + still_draining))
+            v = self._vspecs.get((gpu_type, tp))
+            if v is None:
+                v = self._vspecs[(gpu_type, tp)] = VariantSpec(gpu_type, max(int(tp), 1))
+            free = inv.free_slots(v) - held_gpus
+        if self._tick_counts is not None:     # inside a tick (no state changes): the scan's counts
+            active, loading, draining = self._tick_counts
+        else:
+            life = sim.ins[:sim.num_instances, L.I_LIFE]
+            active = int((life == L.LIFE_ACTIVE).sum())
+            loading = int((life == L.LIFE_LOADING).sum())
+            draining = int((life == L.LIFE_DRAINING).sum())
+        self._event_rows.append((int(t), kind, self.model, gpu_type, int(tp), int(delta), reason, instance, free,
+                                 active, loading, draining + still_draining))
 
     def finalize(self, sim) -> None:
         self._reap(sim)

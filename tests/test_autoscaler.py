@@ -471,3 +471,88 @@ def test_flag_enables_autoscaler_without_yaml(capsys):
     assert main(CLI + ["--model-autoscaler-interval-us", "500000"]) == 0
     out = capsys.readouterr().out
     assert "=== Autoscaler ===" in out and "Engine: unlimited" in out
+
+
+# ---------------------------------------------------------------------------- compiled tick == Python tick
+TWO_POOLS = [NodePoolConfig("b", "A100", 2, 80.0, 1, 0, 1, cost_per_hour=2.0), POOL]
+FAST_CASES = {
+    "spike": (dict(), dict()),
+    "greedy-two-variants-scrape-delay": (dict(engine="greedy", node_pools=TWO_POOLS, scale_down_window_us=3e6,
+                                              hpa_scrape_delay=DelaySpec(0.3, 0.2)), dict(n=3)),
+    "cold-start-stale-snapshots": (dict(warm_start_initial_instances=False, interval_us=250_000),
+                                   dict(snapshot_refresh_interval_us=400_000, routing=L.ROUTE_WEIGHTED)),
+    "no-node-pools": (dict(node_pools=[], scale_down_window_us=0.0, interval_us=500_000), dict(n=3)),
+}
+
+
+def _checked_fast_path(auto):
+    """Make every compiled tick also run the Python collector, analyzer and inventory on
+    the same state and require identical results."""
+    fast, seen = auto._fast_signals, []
+
+    def both(sim, now):
+        got = fast(sim, now)
+        assert got is not None
+        want = [analyze(ms, auto.cfg.analyzer) for ms in auto.collect(sim)]
+        assert got == want, now                       # exact: same float sums, same variant order
+        assert auto._cached_inventory(sim).by_variant == auto.inventory(sim).by_variant, now
+        life = sim.ins[:sim.num_instances, L.I_LIFE]
+        assert auto._life.tolist() == [int((life == k).sum()) for k in range(4)]
+        seen.append(len(want))
+        return got
+
+    auto._fast_signals = both
+    return seen
+
+
+@pytest.mark.parametrize("case", sorted(FAST_CASES))
+def test_compiled_tick_matches_the_python_tick(case):
+    """The compiled scan (snapshot refresh + collector + analyzer aggregation, cached
+    inventory, scan-time state counts) gives exactly the Python path's analyzer results
+    every tick, and whole runs forced onto either path have identical scale traces,
+    usage and per-request results."""
+    acfg_kw, run_kw = FAST_CASES[case]
+    tb = spike_table(rates=((5, 10), (50, 10), (5, 20)), seed=5)
+    runs = []
+    for mode in ("checked", "fast", "python"):
+        acfg = spike_config(**acfg_kw)
+        kw = dict(run_kw)
+        n = kw.pop("n", 2)
+        cfg = EngineConfig(num_instances=n, routing=kw.pop("routing", L.ROUTE_LEAST_LOADED), seed=42,
+                           total_kv_blocks=400, max_num_seqs=64, **kw)
+        auto = Autoscaler(acfg, model="m", gpu="H100", tp=1, seed=42)
+        auto.fast_tick = mode != "python"
+        seen = _checked_fast_path(auto) if mode == "checked" else None
+        sim = Simulation(tb, cfg, lat(**SPIKE_LAT), autoscaler=auto)
+        res = sim.run()
+        if seen is not None:
+            assert len(seen) == auto.ticks > 10 and max(seen) == 1
+        runs.append((auto, res))
+    (a0, r0), (a1, r1), (a2, r2) = runs
+    kinds = {e.kind for e in a2.events}
+    assert {"decision", "add"} <= kinds or {"decision", "drain"} <= kinds    # capacity did change
+    assert a0.events == a1.events == a2.events
+    assert a0.usage() == a1.usage() == a2.usage()
+    for k in r2.cols:
+        assert np.array_equal(r1.cols[k], r2.cols[k]) and np.array_equal(r0.cols[k], r2.cols[k]), k
+
+
+def test_zero_capacity_replica_takes_the_python_path(caplog):
+    """A routable replica without KV capacity makes the compiled scan give way to the
+    Python collector, which logs and excludes it (same results as the Python path)."""
+    acfg = spike_config(scale_down_window_us=5e6)
+    cfg = EngineConfig(num_instances=2, routing=L.ROUTE_LEAST_LOADED, seed=42, total_kv_blocks=400)
+    autos = []
+    for fast in (True, False):
+        auto = Autoscaler(acfg, model="m", gpu="H100", tp=1, seed=42)
+        auto.fast_tick = fast
+        sim = Simulation(spike_table(rates=((5, 2),)), cfg, lat(**SPIKE_LAT), autoscaler=auto)
+        sim.ins[1, L.I_TOTAL_BLOCKS] = 0
+        assert auto._fast_signals(sim, 0) is None
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="blis.autoscaler"):
+            auto.tick(sim, 0)
+        assert "'instance_1' has zero KV capacity" in caplog.text
+        autos.append(auto)
+    assert autos[0].events == autos[1].events       # one replica counted: nothing to remove
+    assert autos[0].ticks == autos[1].ticks == 1
