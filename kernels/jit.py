@@ -58,13 +58,13 @@ def _source_keyed_cache_dir():
     if os.environ.get("NUMBA_CACHE_DIR"):
         return None
     here = Path(__file__).resolve().parent
-    files = sorted(here.glob("*.py")) + sorted((here.parent / "blis" / "workload").glob("*.py"))
-    if not (here.parent / "blis" / "workload").is_dir():  # installed layout: blis/kernels
-        files = sorted(here.glob("*.py")) + sorted((here.parent / "workload").glob("*.py"))
+    pkg = here.parent / "blis" if (here.parent / "blis" / "engine.py").is_file() else here.parent
     h = hashlib.sha1(numba.__version__.encode())
-    for f in files:
-        h.update(f.name.encode())
-        h.update(f.read_bytes())
+    for f in sorted(here.glob("*.py")) + sorted(p for p in pkg.rglob("*.py") if here not in p.parents):
+        data = f.read_bytes()
+        if f.parent == here or b"njit" in data:  # every file that defines compiled code
+            h.update(str(f.relative_to(f.parent.parent)).encode())
+            h.update(data)
     return here / "__pycache__" / f"numba-{h.hexdigest()[:16]}"
 
 
