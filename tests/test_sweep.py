@@ -466,8 +466,8 @@ def test_blis_sweep_and_plot_through_blis_cli_main(tmp_path, monkeypatch, capsys
 
     original = cli.build_parser
 
-    def wired():
-        p = original()
+    def wired(only=None):
+        p = original(only)
         sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
         if "sweep" not in sub.choices:
             S.add_subparser(sub)
