@@ -304,7 +304,7 @@ def kv_release_nb(kv, ins, i, rq, r):
 # for its content.
 
 from .layout import I_CPU_EVICT, I_CPU_HITS, I_CPU_MIRROR, I_CPU_MISSES, I_PENDING_LAT  # noqa: E402
-from .lru import (LRU_META, LRU_NODE, NODE_AUX, lru_append_nb, lru_evict_head_nb, lru_find_nb,  # noqa: E402
+from .lru import (LRU_HT, LRU_META, LRU_NODE, NODE_AUX, lru_append_nb, lru_evict_head_nb, lru_find_nb,  # noqa: E402
                   lru_insert_before_nb, lru_linked_nb, lru_new_node_nb, lru_next_nb, lru_unlink_nb,
                   make_lru_arrays)
 
@@ -331,7 +331,7 @@ from .lru import (LRU_META, LRU_NODE, NODE_AUX, lru_append_nb, lru_evict_head_nb
 # cpu tuple = lru arrays (5; a node's occurrence count in the last batch is its record's
 # aux field, NODE_AUX) + msb int32[n, slots, max_blocks] (nodes each slot contributed),
 # sm int64[n, slots, 5] (_SM_*), mbt int32[n, slots] (slots of the last batch, in order),
-# tm int64[n, 8] (_TM_*), hbuf uint64[n, max_blocks] (the reload scan's block hashes).
+# tm int64[n, 9] (_TM_*), hbuf uint64[n, max_blocks] (the reload scan's block hashes).
 _MSB, _SMA, _MBT, _TMA, _HBUF = 5, 6, 7, 8, 9
 #: index of the tm array in the cpu tuple (tests set ``cpu[CPU_TM][:, 6] = 1`` for the plain pass)
 CPU_TM = _TMA
@@ -342,6 +342,9 @@ _SM_LEN, _SM_GEN, _SM_TGEN, _SM_CUR, _SM_CONT = 0, 1, 2, 3, 4
 #: nodes off the list, slots in mbt, incremental passes tried, incremental mode disabled
 #: (tests), incremental passes that fell back to the plain pass
 _TM_MODE, _TM_YMARK, _TM_YTOUCH, _TM_NUNL, _TM_MBN, _TM_PASS, _TM_OFF, _TM_FALLBACK = 0, 1, 2, 3, 4, 5, 6, 7
+#: where the mirror's warm-up loads are summed (so that they are not optimised away; no meaning)
+_TM_SINK = 8
+_S32 = np.uint64(32)
 
 
 def make_cpu_tier_arrays(n_rows, capacity, n_slots, max_blocks):
@@ -349,7 +352,7 @@ def make_cpu_tier_arrays(n_rows, capacity, n_slots, max_blocks):
     lru = make_lru_arrays(n_rows, capacity)
     return lru + (np.zeros((n_rows, n_slots, max_blocks), np.int32),
                   np.zeros((n_rows, n_slots, 5), np.int64), np.zeros((n_rows, n_slots), np.int32),
-                  np.zeros((n_rows, 8), np.int64), np.zeros((n_rows, max(int(max_blocks), 1)), np.uint64))
+                  np.zeros((n_rows, 9), np.int64), np.zeros((n_rows, max(int(max_blocks), 1)), np.uint64))
 
 
 def cpu_tier_order(cpu, i):
@@ -459,7 +462,12 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
         s = mbt[i, k]
         if sm[i, s, _SM_CUR] == ps and sm[i, s, _SM_GEN] == sm[i, s, _SM_TGEN]:
             sm[i, s, _SM_CONT] = ps
-    # the new work: blocks since each slot's last pass (all of it for new tenancies)
+    # the new work: blocks since each slot's last pass (all of it for new tenancies).  The
+    # loop also loads each new hash's home slot of the CPU hash table: independent loads
+    # whose cache misses overlap here instead of stalling the stores below one by one.
+    ht = cpu[LRU_HT]
+    hmask = np.uint64(ht.shape[1] - 1)
+    sink = np.uint64(0)
     work = np.int64(0)
     for k in range(blen):
         s = rq[R_SLOT, bt[i, k]]
@@ -473,9 +481,21 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
                     return False  # a block that is not full before the list end
                 break
             work += 1
-    used = cpu[LRU_META][i, 2]
+            sink ^= ht[i, np.int64((hsh[i, b] >> _S32) & hmask)]
+    meta = cpu[LRU_META]
+    used = meta[i, 2]
     if used + work > capacity and used - tm[i, _TM_NUNL] - tm[i, _TM_YTOUCH] <= work:
         return False  # evictions could reach entries of the last batch
+    # warm up the entries the stores will evict (at most work - free room, from the head):
+    # one dependent miss per entry here, instead of three (links, hash, table slot) later
+    nev = min(used + work - capacity, work)
+    v = meta[i, 0]
+    chash = cpu[0]
+    while nev > 0 and v >= 0:
+        sink ^= ht[i, np.int64((chash[i, v] >> _S32) & hmask)]
+        v = lru_next_nb(cpu, i, v)
+        nev -= 1
+    tm[i, _TM_SINK] = np.int64(sink & np.uint64(1))
     # 1. entries of departed slots, in last-batch order
     ym = tm[i, _TM_YMARK] - 1
     for k in range(mbn):
@@ -723,7 +743,11 @@ def _commit_cached(kv, ins, i, rq, r, blocks, lo, hi):
 @njit
 def kv_allocate_tiered_nb(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_cached, B,
                           base_lat, bw, newc):
-    """TieredKVCache.AllocateKVBlocks: reload from the CPU tier first, then allocate on the GPU."""
+    """TieredKVCache.AllocateKVBlocks: reload from the CPU tier first, then allocate on the GPU.
+
+    ``cached[:n_cached]`` must be what :func:`kv_cached_blocks_nb` returns for request ``r``
+    in the current state (as for :func:`kv_allocate_nb`): after a reload their hashes stand
+    for the request's first block hashes instead of being recomputed."""
     s0 = rq[R_SLOT, r]
     ok = _allocate_tiered(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_cached, B, base_lat, bw, newc)
     if s0 < 0 and rq[R_SLOT, r] >= 0:
