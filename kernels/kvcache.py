@@ -304,8 +304,9 @@ def kv_release_nb(kv, ins, i, rq, r):
 # for its content.
 
 from .layout import I_CPU_EVICT, I_CPU_HITS, I_CPU_MIRROR, I_CPU_MISSES, I_PENDING_LAT  # noqa: E402
-from .lru import (lru_append_nb, lru_contains_nb, lru_evict_head_nb, lru_insert_before_nb,  # noqa: E402
-                  lru_linked_nb, lru_new_node_nb, lru_touch_nb, lru_unlink_nb, make_lru_arrays)
+from .lru import (LRU_HT, LRU_META, LRU_NODE, NODE_AUX, lru_append_nb, lru_evict_head_nb, lru_find_nb,  # noqa: E402
+                  lru_insert_before_nb, lru_linked_nb, lru_new_node_nb, lru_next_nb, lru_unlink_nb,
+                  make_lru_arrays)
 
 # Cheap exact mirroring.  The plain pass touches every full block of the batch every step.
 # Its result is fixed by far less: after a pass the LRU list is "cold entries (in order)
@@ -327,28 +328,37 @@ from .lru import (lru_append_nb, lru_contains_nb, lru_evict_head_nb, lru_insert_
 # (which re-enters incremental mode when no touched entry was evicted).  The exact order is
 # recoverable at any time (cpu_tier_order).
 #
-# cpu tuple = lru arrays (7) + cnt int32[n, cap] (occurrences in the last batch),
-# msb int32[n, slots, max_blocks] (nodes each slot contributed), sm int64[n, slots, 5]
-# (_SM_*), mbt int32[n, slots] (slots of the last batch, in order), tm int64[n, 8] (_TM_*).
+# cpu tuple = lru arrays (5; a node's occurrence count in the last batch is its record's
+# aux field, NODE_AUX) + msb int32[n, slots, max_blocks] (nodes each slot contributed),
+# sm int64[n, slots, 5] (_SM_*), mbt int32[n, slots] (slots of the last batch, in order),
+# tm int64[n, 9] (_TM_*), hbuf uint64[n, max_blocks] (the reload scan's block hashes).
+_MSB, _SMA, _MBT, _TMA, _HBUF = 5, 6, 7, 8, 9
+#: index of the tm array in the cpu tuple (tests set ``cpu[CPU_TM][:, 6] = 1`` for the plain pass)
+CPU_TM = _TMA
+#: index of the reload scan's hash buffer (scratch: its contents carry nothing between calls)
+CPU_HBUF = _HBUF
 _SM_LEN, _SM_GEN, _SM_TGEN, _SM_CUR, _SM_CONT = 0, 1, 2, 3, 4
 #: incremental mode on, Y start node + 1 (0 = empty), reload touches since the pass, present
 #: nodes off the list, slots in mbt, incremental passes tried, incremental mode disabled
 #: (tests), incremental passes that fell back to the plain pass
 _TM_MODE, _TM_YMARK, _TM_YTOUCH, _TM_NUNL, _TM_MBN, _TM_PASS, _TM_OFF, _TM_FALLBACK = 0, 1, 2, 3, 4, 5, 6, 7
+#: where the mirror's warm-up loads are summed (so that they are not optimised away; no meaning)
+_TM_SINK = 8
+_S32 = np.uint64(32)
 
 
 def make_cpu_tier_arrays(n_rows, capacity, n_slots, max_blocks):
     """The CPU tier tuple (all state starts at zero; call lru_init_nb on each row)."""
     lru = make_lru_arrays(n_rows, capacity)
-    cap = lru[0].shape[1]
-    return lru + (np.zeros((n_rows, cap), np.int32), np.zeros((n_rows, n_slots, max_blocks), np.int32),
+    return lru + (np.zeros((n_rows, n_slots, max_blocks), np.int32),
                   np.zeros((n_rows, n_slots, 5), np.int64), np.zeros((n_rows, n_slots), np.int32),
-                  np.zeros((n_rows, 8), np.int64))
+                  np.zeros((n_rows, 9), np.int64), np.zeros((n_rows, max(int(max_blocks), 1)), np.uint64))
 
 
 def cpu_tier_order(cpu, i):
     """Node ids of row i's CPU-resident entries, least recent first (the exact LRU order)."""
-    prv, nxt, meta, cnt, msb, sm, mbt, tm = cpu[1], cpu[2], cpu[6], cpu[7], cpu[8], cpu[9], cpu[10], cpu[11]
+    node, meta, msb, sm, mbt, tm = cpu[LRU_NODE], cpu[LRU_META], cpu[_MSB], cpu[_SMA], cpu[_MBT], cpu[_TMA]
+    prv, nxt, cnt = node[:, :, 0], node[:, :, 1], node[:, :, NODE_AUX]
     listed = []
     nd = int(meta[i, 0])
     while nd >= 0:
@@ -382,21 +392,27 @@ def cpu_tier_order(cpu, i):
 @njit
 def _cpu_unlink(cpu, i, nd):
     """Take a listed node off the list (keeping the Y mark valid)."""
-    tm = cpu[11]
+    tm = cpu[_TMA]
     if tm[i, _TM_YMARK] == nd + 1:
-        tm[i, _TM_YMARK] = cpu[2][i, nd] + 1
+        tm[i, _TM_YMARK] = lru_next_nb(cpu, i, nd) + 1
     lru_unlink_nb(cpu, i, nd)
 
 
 @njit
 def kv_cpu_touch_nb(cpu, i, h):
-    """CPU-tier touch(h) of a reload: h becomes the most recent entry."""
-    tm = cpu[11]
+    """CPU-tier touch(h) of a reload: h becomes the most recent entry (no-op if absent)."""
+    nd = lru_find_nb(cpu, i, h)
+    if nd >= 0:
+        _cpu_touch_node(cpu, i, nd)
+
+
+@njit
+def _cpu_touch_node(cpu, i, nd):
+    """touch of the entry on node nd."""
+    tm = cpu[_TMA]
     if tm[i, _TM_MODE] == 0:
-        lru_touch_nb(cpu, i, h)
-        return
-    nd = ht_get_nb(cpu[3], cpu[4], i, h)
-    if nd < 0:
+        lru_unlink_nb(cpu, i, nd)
+        lru_append_nb(cpu, i, nd)
         return
     if lru_linked_nb(cpu, i, nd):
         _cpu_unlink(cpu, i, nd)
@@ -412,7 +428,7 @@ def kv_cpu_touch_nb(cpu, i, h):
 def _cpu_store(cpu, ins, i, h, capacity, linked):
     """store(h) of an absent hash; returns its node and the node evicted for it (or -1)."""
     v = -1
-    if cpu[6][i, 2] >= capacity:
+    if cpu[LRU_META][i, 2] >= capacity:
         v = lru_evict_head_nb(cpu, i)
         if v >= 0:
             ins[i, I_CPU_EVICT] += 1
@@ -430,11 +446,11 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
     fill = kv[2]
     sb = kv[7]
     sl = kv[8]
-    cnt = cpu[7]
-    msb = cpu[8]
-    sm = cpu[9]
-    mbt = cpu[10]
-    tm = cpu[11]
+    node = cpu[LRU_NODE]
+    msb = cpu[_MSB]
+    sm = cpu[_SMA]
+    mbt = cpu[_MBT]
+    tm = cpu[_TMA]
     tm[i, _TM_PASS] += 1
     ps = tm[i, _TM_PASS]
     for k in range(blen):
@@ -446,7 +462,12 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
         s = mbt[i, k]
         if sm[i, s, _SM_CUR] == ps and sm[i, s, _SM_GEN] == sm[i, s, _SM_TGEN]:
             sm[i, s, _SM_CONT] = ps
-    # the new work: blocks since each slot's last pass (all of it for new tenancies)
+    # the new work: blocks since each slot's last pass (all of it for new tenancies).  The
+    # loop also loads each new hash's home slot of the CPU hash table: independent loads
+    # whose cache misses overlap here instead of stalling the stores below one by one.
+    ht = cpu[LRU_HT]
+    hmask = np.uint64(ht.shape[1] - 1)
+    sink = np.uint64(0)
     work = np.int64(0)
     for k in range(blen):
         s = rq[R_SLOT, bt[i, k]]
@@ -460,9 +481,21 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
                     return False  # a block that is not full before the list end
                 break
             work += 1
-    used = cpu[6][i, 2]
+            sink ^= ht[i, np.int64((hsh[i, b] >> _S32) & hmask)]
+    meta = cpu[LRU_META]
+    used = meta[i, 2]
     if used + work > capacity and used - tm[i, _TM_NUNL] - tm[i, _TM_YTOUCH] <= work:
         return False  # evictions could reach entries of the last batch
+    # warm up the entries the stores will evict (at most work - free room, from the head):
+    # one dependent miss per entry here, instead of three (links, hash, table slot) later
+    nev = min(used + work - capacity, work)
+    v = meta[i, 0]
+    chash = cpu[0]
+    while nev > 0 and v >= 0:
+        sink ^= ht[i, np.int64((chash[i, v] >> _S32) & hmask)]
+        v = lru_next_nb(cpu, i, v)
+        nev -= 1
+    tm[i, _TM_SINK] = np.int64(sink & np.uint64(1))
     # 1. entries of departed slots, in last-batch order
     ym = tm[i, _TM_YMARK] - 1
     for k in range(mbn):
@@ -471,8 +504,8 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
             continue
         for j in range(sm[i, s, _SM_LEN]):
             nd = msb[i, s, j]
-            c = cnt[i, nd] - 1
-            cnt[i, nd] = c
+            c = node[i, nd, NODE_AUX] - 1
+            node[i, nd, NODE_AUX] = c
             if c == 0 and not lru_linked_nb(cpu, i, nd):
                 lru_insert_before_nb(cpu, i, nd, ym)
                 tm[i, _TM_NUNL] -= 1
@@ -492,14 +525,14 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
             h = hsh[i, b]
             if h == _ZERO or fill[i, b] < B:
                 break
-            nd = ht_get_nb(cpu[3], cpu[4], i, h)
+            nd = lru_find_nb(cpu, i, h)
             if nd < 0:
                 nd, v = _cpu_store(cpu, ins, i, h, capacity, False)
                 tm[i, _TM_NUNL] += 1
-            elif cnt[i, nd] == 0:
+            elif node[i, nd, NODE_AUX] == 0:
                 _cpu_unlink(cpu, i, nd)
                 tm[i, _TM_NUNL] += 1
-            cnt[i, nd] += 1
+            node[i, nd, NODE_AUX] += 1
             msb[i, s, m] = nd
             m += 1
         sm[i, s, _SM_LEN] = m
@@ -508,8 +541,8 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
     # 3. entries reloads touched since the last pass that are in the batch again
     nd = tm[i, _TM_YMARK] - 1
     while nd >= 0:
-        nx = cpu[2][i, nd]
-        if cnt[i, nd] > 0:
+        nx = lru_next_nb(cpu, i, nd)
+        if node[i, nd, NODE_AUX] > 0:
             lru_unlink_nb(cpu, i, nd)
             tm[i, _TM_NUNL] += 1
         nd = nx
@@ -522,11 +555,11 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
 @njit
 def _materialize(cpu, i):
     """Leave incremental mode: link the last batch's entries where the plain pass has them."""
-    cnt = cpu[7]
-    msb = cpu[8]
-    sm = cpu[9]
-    mbt = cpu[10]
-    tm = cpu[11]
+    node = cpu[LRU_NODE]
+    msb = cpu[_MSB]
+    sm = cpu[_SMA]
+    mbt = cpu[_MBT]
+    tm = cpu[_TMA]
     at = tm[i, _TM_YMARK] - 1
     mbn = tm[i, _TM_MBN]
     for k in range(mbn - 1, -1, -1):  # last occurrence first, each linked before the previous
@@ -539,7 +572,7 @@ def _materialize(cpu, i):
     for k in range(mbn):
         s = mbt[i, k]
         for j in range(sm[i, s, _SM_LEN]):
-            cnt[i, msb[i, s, j]] = 0
+            node[i, msb[i, s, j], NODE_AUX] = 0
     tm[i, _TM_MODE] = 0
     tm[i, _TM_YMARK] = 0
     tm[i, _TM_YTOUCH] = 0
@@ -555,11 +588,11 @@ def _mirror_plain(kv, cpu, ins, i, rq, bt, blen, B, capacity):
     fill = kv[2]
     sb = kv[7]
     sl = kv[8]
-    cnt = cpu[7]
-    msb = cpu[8]
-    sm = cpu[9]
-    mbt = cpu[10]
-    tm = cpu[11]
+    node = cpu[LRU_NODE]
+    msb = cpu[_MSB]
+    sm = cpu[_SMA]
+    mbt = cpu[_MBT]
+    tm = cpu[_TMA]
     ok = tm[i, _TM_OFF] == 0
     nbt = 0
     for k in range(blen):
@@ -575,16 +608,16 @@ def _mirror_plain(kv, cpu, ins, i, rq, bt, blen, B, capacity):
             if h == _ZERO or fill[i, b] < B:
                 prefix = False
                 continue
-            nd = ht_get_nb(cpu[3], cpu[4], i, h)
+            nd = lru_find_nb(cpu, i, h)
             if nd >= 0:
                 lru_unlink_nb(cpu, i, nd)
                 lru_append_nb(cpu, i, nd)
             else:
                 nd, v = _cpu_store(cpu, ins, i, h, capacity, True)
-                if v >= 0 and cnt[i, v] > 0:
+                if v >= 0 and node[i, v, NODE_AUX] > 0:
                     ok = False  # an entry touched by this pass was evicted by it
             if prefix:
-                cnt[i, nd] += 1
+                node[i, nd, NODE_AUX] += 1
                 msb[i, s, m] = nd
                 m += 1
             else:
@@ -598,7 +631,7 @@ def _mirror_plain(kv, cpu, ins, i, rq, bt, blen, B, capacity):
         for j in range(sm[i, s, _SM_LEN]):
             nd = msb[i, s, j]
             if not ok:
-                cnt[i, nd] = 0
+                node[i, nd, NODE_AUX] = 0
             elif lru_linked_nb(cpu, i, nd):
                 lru_unlink_nb(cpu, i, nd)
                 tm[i, _TM_NUNL] += 1
@@ -613,17 +646,22 @@ def _mirror_plain(kv, cpu, ins, i, rq, bt, blen, B, capacity):
 def kv_mirror_to_cpu_nb(kv, cpu, ins, i, rq, bt, blen, B, capacity):
     """MirrorToCPU(batch): every full, hashed block owned by the batch goes to (or is
     touched on) the CPU tier, in batch order then block order (exactly; see above)."""
-    if cpu[11][i, _TM_MODE] == 1:
+    if cpu[_TMA][i, _TM_MODE] == 1:
         if _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
             return
-        cpu[11][i, _TM_FALLBACK] += 1
+        cpu[_TMA][i, _TM_FALLBACK] += 1
         _materialize(cpu, i)
     _mirror_plain(kv, cpu, ins, i, rq, bt, blen, B, capacity)
 
 
 @njit
 def _reload_prefix(kv, cpu, ins, i, rq, gseed, r, start_block, prev, B, base_lat, bw):
+    """The reload scan from prompt block ``start_block`` (``prev`` = the hash before it).
+    Returns (reloaded, end): block j's hash is left in the scan's hash buffer for
+    start_block <= j < end."""
     ref, hsh, fill, nxt, prv, htk, htv, sb, sl, sbase, sfree = kv[:11]
+    hbuf = cpu[_HBUF]
+    keep = hbuf.shape[1]
     L = rq[R_ILEN, r]
     n = L // B
     max_reloads = ins[i, I_FREE_CNT]
@@ -631,16 +669,17 @@ def _reload_prefix(kv, cpu, ins, i, rq, gseed, r, start_block, prev, B, base_lat
     count = np.int64(0)
     for j in range(start_block, n):
         h = req_block_hash_nb(rq, gseed, r, prev, j * B, B)
+        if j < keep:
+            hbuf[i, j] = h
         if ht_get_nb(htk, htv, i, h) >= 0:
             prev = h
             continue
-        if not lru_contains_nb(cpu, i, h):
-            break
-        if count >= max_reloads:
-            break
+        nd = lru_find_nb(cpu, i, h)
+        if nd < 0 or count >= max_reloads:
+            return reloaded, j + 1
         b = ins[i, I_FREE_HEAD]
         if b < 0:
-            break
+            return reloaded, j + 1
         _unlink(nxt, prv, ins, i, b)
         if hsh[i, b] != _ZERO:
             kv_ht_del_nb(kv, ins, i, hsh[i, b])
@@ -650,12 +689,36 @@ def _reload_prefix(kv, cpu, ins, i, rq, gseed, r, start_block, prev, B, base_lat
         kv_ht_put_nb(kv, ins, i, h, b)
         _append_free(nxt, prv, ins, i, b)
         ins[i, I_PENDING_LAT] += base_lat + np.int64(np.ceil(np.float64(B) / bw))
-        kv_cpu_touch_nb(cpu, i, h)
+        _cpu_touch_node(cpu, i, nd)
         ins[i, I_CPU_HITS] += 1
         reloaded = True
         count += 1
         prev = h
-    return reloaded
+    return reloaded, n
+
+
+@njit
+def _cached_after_reload(kv, cpu, i, rq, gseed, r, B, known, out):
+    """:func:`kv_cached_blocks_nb` after a reload scan whose hash buffer holds the request's
+    first ``known`` block hashes (so those are not recomputed)."""
+    htk = kv[5]
+    htv = kv[6]
+    hbuf = cpu[_HBUF]
+    n = rq[R_ILEN, r] // B
+    prev = _ZERO
+    cnt = np.int64(0)
+    for j in range(n):
+        if j < known:
+            h = hbuf[i, j]
+        else:
+            h = req_block_hash_nb(rq, gseed, r, prev, j * B, B)
+        b = ht_get_nb(htk, htv, i, h)
+        if b < 0:
+            break
+        out[cnt] = b
+        cnt += 1
+        prev = h
+    return cnt
 
 
 @njit
@@ -680,11 +743,15 @@ def _commit_cached(kv, ins, i, rq, r, blocks, lo, hi):
 @njit
 def kv_allocate_tiered_nb(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_cached, B,
                           base_lat, bw, newc):
-    """TieredKVCache.AllocateKVBlocks: reload from the CPU tier first, then allocate on the GPU."""
+    """TieredKVCache.AllocateKVBlocks: reload from the CPU tier first, then allocate on the GPU.
+
+    ``cached[:n_cached]`` must be what :func:`kv_cached_blocks_nb` returns for request ``r``
+    in the current state (as for :func:`kv_allocate_nb`): after a reload their hashes stand
+    for the request's first block hashes instead of being recomputed."""
     s0 = rq[R_SLOT, r]
     ok = _allocate_tiered(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_cached, B, base_lat, bw, newc)
     if s0 < 0 and rq[R_SLOT, r] >= 0:
-        cpu[9][i, rq[R_SLOT, r], _SM_TGEN] += 1  # a new tenancy of the slot (incremental mirror)
+        cpu[_SMA][i, rq[R_SLOT, r], _SM_TGEN] += 1  # a new tenancy of the slot (incremental mirror)
     return ok
 
 
@@ -696,17 +763,29 @@ def _allocate_tiered(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_cached
     s = rq[R_SLOT, r]
     owned = sl[i, s] if s >= 0 else 0
     reloaded = False
+    known = False
+    kend = np.int64(0)
     # the scan covers prompt blocks k0 .. L//B - 1 and reloads nothing without a free GPU
     # block: skip it (decode steps, a full GPU) without touching the hash chain
     if max(n_cached, owned) < rq[R_ILEN, r] // B and ins[i, I_FREE_CNT] > 0:
         k0 = n_cached
         prev = hsh[i, cached[n_cached - 1]] if n_cached > 0 else _ZERO
+        # blocks 0..k0-1: the hashes of ``cached``, which the caller has just looked up by
+        # the request's own block hashes (known before the scan can recycle those blocks)
+        known = k0 <= cpu[_HBUF].shape[1]
         if owned > k0:
             k0 = owned
             prev = hsh[i, sb[i, s, owned - 1]]
-        reloaded = _reload_prefix(kv, cpu, ins, i, rq, gseed, r, k0, prev, B, base_lat, bw)
+            known = False  # the owned blocks' hashes need not be the request's chain
+        elif known:
+            for c in range(n_cached):
+                cpu[_HBUF][i, c] = hsh[i, cached[c]]
+        reloaded, kend = _reload_prefix(kv, cpu, ins, i, rq, gseed, r, k0, prev, B, base_lat, bw)
     if reloaded:
-        nc = kv_cached_blocks_nb(kv, i, rq, gseed, r, B, newc)
+        if known:
+            nc = _cached_after_reload(kv, cpu, i, rq, gseed, r, B, min(kend, cpu[_HBUF].shape[1]), newc)
+        else:
+            nc = kv_cached_blocks_nb(kv, i, rq, gseed, r, B, newc)
         new_start = nc * B
         if new_start > start:
             exists = rq[R_SLOT, r] >= 0

@@ -32,10 +32,10 @@ from kv_views import blocks_of, free_list
 from blis.cli import main
 from blis.engine import EngineConfig, Simulation
 from blis.kernels import layout as Lo
-from blis.kernels.kvcache import (cpu_tier_order, kv_allocate_tiered_nb, kv_cached_blocks_nb, kv_init_nb,
-                                  kv_mirror_to_cpu_nb, kv_release_nb, make_cpu_tier_arrays, make_kv_arrays)
+from blis.kernels.kvcache import (CPU_HBUF, CPU_TM, cpu_tier_order, kv_allocate_tiered_nb, kv_cached_blocks_nb,
+                                  kv_init_nb, kv_mirror_to_cpu_nb, kv_release_nb, make_cpu_tier_arrays, make_kv_arrays)
 from blis.kernels.latency import BACKEND_LINEAR
-from blis.kernels.lru import lru_init_nb
+from blis.kernels.lru import LRU_HT, LRU_META, lru_init_nb
 from blis.latency import LatencyModel
 from blis.requests import RequestTable
 
@@ -73,7 +73,7 @@ class TieredKV:
         for i in range(n_inst):
             kv_init_nb(self.kv, self.ins, i, total_blocks)
             lru_init_nb(self.cpu, i)
-            self.cpu[11][i, 6] = 0 if incremental else 1  # kvcache._TM_OFF
+            self.cpu[CPU_TM][i, 6] = 0 if incremental else 1  # kvcache._TM_OFF
         rq = np.zeros((Lo.NRF, n), np.int64)
         rq[Lo.R_SLOT] = -1
         for r, (g, plen, ilen, olen, cseed) in enumerate(specs):
@@ -99,7 +99,9 @@ class TieredKV:
         return [a[i].copy() for a in self.kv] + [a[i].copy() for a in self.cpu] + [self.ins[i].copy()]
 
     def snapshot(self):
-        return [a.copy() for a in self.kv] + [a.copy() for a in self.cpu] + [self.ins.copy(), self.rq.copy()]
+        """Copies of all state arrays but the reload scan's hash buffer (scratch, CPU_HBUF)."""
+        cpu = [a for idx, a in enumerate(self.cpu) if idx != CPU_HBUF]
+        return [a.copy() for a in self.kv] + [a.copy() for a in cpu] + [self.ins.copy(), self.rq.copy()]
 
     def assert_row0_untouched(self):
         for a, b in zip(self.row0, self._row_copy(0)):
@@ -150,9 +152,25 @@ class TieredKV:
         return [int(chash[nd]) for nd in cpu_tier_order(self.cpu, ROW)]
 
     def cpu_table(self):
-        htk, htv = self.cpu[3][ROW], self.cpu[4][ROW]
-        m = htk != 0
-        return dict(zip(htk[m].tolist(), htv[m].tolist()))
+        """{hash: node} decoded from the packed CPU hash table, checking its probe invariant."""
+        ht = self.cpu[LRU_HT][ROW]
+        chash = self.cpu[0][ROW]
+        mask = len(ht) - 1
+        table = {}
+        for j, e in enumerate(ht.tolist()):
+            if e == 0:
+                continue
+            nd = (e & 0xFFFFFFFF) - 1
+            h = int(chash[nd])
+            assert e >> 32 == h >> 32, f"slot {j}: stored high half is not node {nd}'s"
+            home = (h >> 32) & mask
+            k = home
+            while k != j:  # linear probing: no empty slot between a key's home and its slot
+                assert ht[k] != 0, f"hash {h:#x} unreachable from its home slot {home}"
+                k = (k + 1) & mask
+            assert h not in table, f"hash {h:#x} stored twice"
+            table[h] = nd
+        return table
 
 
 def assert_tier_invariants(k):
@@ -184,7 +202,7 @@ def assert_tier_invariants(k):
         assert int(hsh[b]) == h, f"GPU table key {h:#x} -> block {b} whose hash is {int(hsh[b]):#x}"
     # CPU tier
     lst = k.cpu_list()
-    meta = k.cpu[6][ROW]
+    meta = k.cpu[LRU_META][ROW]
     assert len(lst) == int(meta[_LRU_USED]) <= k.cap, "CPU used > capacity"
     assert len(set(lst)) == len(lst), "a hash is resident twice on the CPU"
     assert 0 not in lst
@@ -322,7 +340,7 @@ def test_incremental_mirror_matches_the_plain_pass_after_every_operation(workloa
         _apply(op, ref, phase_r, pi_r)
         assert phase == phase_r and pi == pi_r
         _same_state(fast, ref)
-        assert int(ref.cpu[11][ROW, 0]) == 0, "the reference must stay on the plain pass"
+        assert int(ref.cpu[CPU_TM][ROW, 0]) == 0, "the reference must stay on the plain pass"
     assert_tier_invariants(fast)
 
 
@@ -339,14 +357,14 @@ def test_incremental_mirror_is_used_and_survives_departures_and_reload_touches()
 
     assert both(lambda k: k.allocate(0, 0, 0, 20))
     both(lambda k: k.mirror([0]))
-    assert int(ks[0].cpu[11][ROW, 0]) == 1, "incremental mode entered after a clean pass"
+    assert int(ks[0].cpu[CPU_TM][ROW, 0]) == 1, "incremental mode entered after a clean pass"
     assert both(lambda k: k.allocate(1, 0, 16, 20, k.cached(1)))
     both(lambda k: k.mirror([0, 1]))
     assert both(lambda k: k.allocate(1, 20, 20, 21))
     both(lambda k: k.mirror([1, 0]))
     both(lambda k: k.release(0))
     both(lambda k: k.mirror([1]))
-    assert int(ks[0].cpu[11][ROW, 0]) == 1
+    assert int(ks[0].cpu[CPU_TM][ROW, 0]) == 1
     both(lambda k: k.release(1))
     assert both(lambda k: k.allocate(2, 0, 0, 24))
     both(lambda k: k.mirror([2]))
@@ -356,7 +374,7 @@ def test_incremental_mirror_is_used_and_survives_departures_and_reload_touches()
     assert both(lambda k: k.allocate(0, 0, 16, 20, k.cached(0))) is not None
     both(lambda k: k.mirror([3, 0]))
     assert int(ks[0].ins[ROW, Lo.I_CPU_EVICT]) > 0
-    assert int(ks[0].cpu[11][ROW, 5]) > 0, "incremental passes ran"
+    assert int(ks[0].cpu[CPU_TM][ROW, 5]) > 0, "incremental passes ran"
     for k in ks:
         assert_tier_invariants(k)
 
@@ -368,13 +386,13 @@ def test_engine_incremental_mirror_matches_the_plain_pass(gpu_blocks, cpu_blocks
                        kv_transfer_bandwidth=4.0, kv_transfer_base_latency_us=5)
     fast = Simulation(t, cfg, _linear())
     ref = Simulation(t, cfg, _linear())
-    ref.cpu[11][:, 6] = 1  # kvcache._TM_OFF: plain pass only
+    ref.cpu[CPU_TM][:, 6] = 1  # kvcache._TM_OFF: plain pass only
     rf, rr = fast.run(), ref.run()
     for name in rr.cols:
         assert np.array_equal(rf.cols[name], rr.cols[name]), name
     assert np.array_equal(fast.ins, ref.ins)
     assert rf.instances[0] == rr.instances[0]
-    assert int(fast.cpu[11][0, 5]) > 0, "incremental passes ran"
+    assert int(fast.cpu[CPU_TM][0, 5]) > 0, "incremental passes ran"
 
 
 # ---------------------------------------------------------------- failed allocations
