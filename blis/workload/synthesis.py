@@ -395,56 +395,10 @@ def generate_client_nb(state, cap, horizon,
     window are skipped, and generation stops past the last window's end.
     Returns ``(arrival_us, input_len, output_len)`` int64 arrays.
     """
-    capacity = 1024
-    if cap > 0 and cap < capacity:
-        capacity = cap
-    arr = np.empty(capacity, np.int64)
-    inl = np.empty(capacity, np.int64)
-    outl = np.empty(capacity, np.int64)
-    cursor = np.zeros(1, np.int64)
-    n_win = win_start.shape[0]
-    last_end = np.int64(0)
-    for w in range(n_win):
-        if win_end[w] > last_end:
-            last_end = win_end[w]
-    n = 0
-    t = np.int64(0)
-    while t < horizon:
-        if cap > 0 and n >= cap:
-            break
-        iat = sample_iat_nb(state, a_kind, a_params, a_seq, cursor)
-        if iat == 0:
-            break
-        if iat >= horizon - t:  # t + iat >= horizon, without overflow
-            break
-        t += iat
-        if n_win > 0:
-            inside = False
-            for w in range(n_win):
-                if t >= win_start[w] and t < win_end[w]:
-                    inside = True
-                    break
-            if not inside:
-                if t >= last_end:
-                    break
-                continue
-        li = sample_length_nb(state, i_kind, i_params, i_values, i_cdf)
-        lo = sample_length_nb(state, o_kind, o_params, o_values, o_cdf)
-        skip_intn_nb(state, token_space, li + lo)
-        if n == capacity:
-            capacity *= 2
-            arr2 = np.empty(capacity, np.int64)
-            inl2 = np.empty(capacity, np.int64)
-            outl2 = np.empty(capacity, np.int64)
-            arr2[:n] = arr[:n]
-            inl2[:n] = inl[:n]
-            outl2[:n] = outl[:n]
-            arr, inl, outl = arr2, inl2, outl2
-        arr[n] = t
-        inl[n] = li
-        outl[n] = lo
-        n += 1
-    return arr[:n].copy(), inl[:n].copy(), outl[:n].copy()
+    resume = np.zeros(4, np.int64)
+    return generate_client_resume_nb(state, cap, horizon, horizon, resume, a_kind, a_params, a_seq,
+                                     i_kind, i_params, i_values, i_cdf, o_kind, o_params, o_values, o_cdf,
+                                     win_start, win_end, token_space)
 
 
 @njit
