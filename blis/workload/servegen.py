@@ -95,15 +95,14 @@ def _go_div(a: int, b: int) -> int:
     return q if (a >= 0) == (b > 0) else -q
 
 
-def parse_pdf(s: str) -> Dict[int, float]:
-    """``parseServeGenPDF``: ``"{100: 0.5, 200.0: 0.3,}"`` → {100: 0.5, 200: 0.3} (keys truncated to int)."""
+def _pdf_pairs(s: str):
+    """The ``key: value`` string pairs of a ServeGen dict string ``"{k: v, ...}"`` (empty pairs skipped)."""
     s = s.strip()
     if not (s.startswith("{") and s.endswith("}")):
         raise ValueError(f"expected a dict string starting with '{{' and ending with '}}', got {s[:40]!r}")
     body = s[1:-1].strip()
     if not body:
         raise ValueError("empty PDF dictionary")
-    pdf: Dict[int, float] = {}
     for pair in body.split(","):
         pair = pair.strip()
         if not pair:
@@ -111,6 +110,13 @@ def parse_pdf(s: str) -> Dict[int, float]:
         if ":" not in pair:
             raise ValueError(f"invalid key:value pair {pair!r}")
         k, v = (x.strip() for x in pair.split(":", 1))
+        yield k, v
+
+
+def parse_pdf(s: str) -> Dict[int, float]:
+    """``parseServeGenPDF``: ``"{100: 0.5, 200.0: 0.3,}"`` → {100: 0.5, 200: 0.3} (keys truncated to int)."""
+    pdf: Dict[int, float] = {}
+    for k, v in _pdf_pairs(s):
         kf = go_parse_float(k)
         if kf is None:
             raise ValueError(f"invalid key {k!r}")
@@ -124,20 +130,8 @@ def parse_pdf(s: str) -> Dict[int, float]:
 
 def parse_float_pdf(s: str) -> Dict[float, float]:
     """``parseServeGenFloatPDF``: reason-ratio PDFs with (optionally quoted) keys in [0, 1]."""
-    s = s.strip()
-    if not (s.startswith("{") and s.endswith("}")):
-        raise ValueError(f"expected a dict string starting with '{{' and ending with '}}', got {s[:40]!r}")
-    body = s[1:-1].strip()
-    if not body:
-        raise ValueError("empty PDF dictionary")
     pdf: Dict[float, float] = {}
-    for pair in body.split(","):
-        pair = pair.strip()
-        if not pair:
-            continue
-        if ":" not in pair:
-            raise ValueError(f"invalid key:value pair {pair!r}")
-        k, v = (x.strip() for x in pair.split(":", 1))
+    for k, v in _pdf_pairs(s):
         key = go_parse_float(k.strip('"'))
         if key is None:
             raise ValueError(f"invalid key {k!r}")
