@@ -146,6 +146,22 @@ def parse_float_pdf(s: str) -> Dict[float, float]:
     return pdf
 
 
+def _member_window_pdfs(members, sel, cohort_id):
+    """``(chunk id, client, input PDFs, output PDFs)`` of each cohort member whose dataset loads and
+    has a window near ``sel`` (time-of-day averaged); a dataset that fails to load is skipped with a warning."""
+    for cid, client, dpath in members:
+        try:
+            datasets = load_dataset_windows(dpath)
+        except (OSError, ValueError) as e:
+            log.warning("Skipping chunk %s for cohort %s: dataset load failed: %s", cid, cohort_id, e)
+            continue
+        nearest = nearest_dataset(sel, datasets)
+        if nearest is None:
+            continue
+        ins, outs = _time_of_day_avg(datasets, nearest)
+        yield cid, client, ins, outs
+
+
 def fit_lognormal(pdf: Dict[int, float]) -> Tuple[float, float]:
     """``fitLognormalFromPDF``: (mu, sigma) = weighted mean and std of ln(tokens) over positive tokens."""
     if not pdf:
@@ -460,16 +476,7 @@ def _language_cohorts(sg, files, rng: GoRand) -> list:
         s_mi = s_si = s_mo = s_so = 0.0
         dist_count = 0
         total_rate = 0.0
-        for cid, client, dpath in members:
-            try:
-                datasets = load_dataset_windows(dpath)
-            except (OSError, ValueError) as e:
-                log.warning("Skipping chunk %s for cohort %s: dataset load failed: %s", cid, cohort_id, e)
-                continue
-            nearest = nearest_dataset(sel, datasets)
-            if nearest is None:
-                continue
-            ins, outs = _time_of_day_avg(datasets, nearest)
+        for cid, client, ins, outs in _member_window_pdfs(members, sel, cohort_id):
             c_mi = c_si = c_mo = c_so = 0.0
             n_out = 0
             for fi, fo in zip(ins, outs):
@@ -622,16 +629,7 @@ def _reasoning_cohorts(sg, files, rng: GoRand) -> list:
             continue
         s_mi = s_si = s_mo = s_so = 0.0
         dist_count = 0
-        for cid, _, dpath in members:
-            try:
-                datasets = load_dataset_windows(dpath)
-            except (OSError, ValueError) as e:
-                log.warning("Skipping chunk %s for cohort %s: dataset load failed: %s", cid, cohort_id, e)
-                continue
-            nearest = nearest_dataset(sel, datasets)
-            if nearest is None:
-                continue
-            ins, outs = _time_of_day_avg(datasets, nearest)
+        for cid, _, ins, outs in _member_window_pdfs(members, sel, cohort_id):
             fi_ok = [f for f in ins if f is not None]
             fo_ok = [f for f in outs if f is not None]
             if fi_ok and fo_ok:
