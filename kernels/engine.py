@@ -258,10 +258,13 @@ def _fin(glob, scratch, cfg, rq, r, tick):
 
 @njit
 def _alloc(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_cached, cfg, cfgf, newc):
-    """AllocateKVBlocks through the configured KV store (single tier or GPU+CPU)."""
-    if cfg[C_CPU_BLOCKS] > 0:
-        return kv_allocate_tiered_nb(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_cached,
-                                     cfg[C_BLOCK], cfg[C_XFER_BASE], cfgf[CF_XFER_BW], newc)
+    """AllocateKVBlocks through the configured KV store (single tier or GPU+CPU).
+
+    ``cpu is None`` (the basic variant, see run_nb) compiles the single tier only."""
+    if cpu is not None:
+        if cfg[C_CPU_BLOCKS] > 0:
+            return kv_allocate_tiered_nb(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_cached,
+                                         cfg[C_BLOCK], cfg[C_XFER_BASE], cfgf[CF_XFER_BW], newc)
     return kv_allocate_nb(kv, ins, i, rq, gseed, r, start, end, cached, n_cached, cfg[C_BLOCK])
 
 
@@ -541,8 +544,9 @@ def _step(rq, ins, ev, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, lat, i, now
     used = kv_used_nb(ins, i)
     if used > ins[i, I_PEAK_USED]:
         ins[i, I_PEAK_USED] = used
-    if cfg[C_CPU_BLOCKS] > 0:
-        kv_mirror_to_cpu_nb(kv, cpu, ins, i, rq, bt, blen, B, cfg[C_CPU_BLOCKS])
+    if cpu is not None:
+        if cfg[C_CPU_BLOCKS] > 0:
+            kv_mirror_to_cpu_nb(kv, cpu, ins, i, rq, bt, blen, B, cfg[C_CPU_BLOCKS])
     # ---- completions
     mml = cfg[C_MML]
     t_left = now + adv
@@ -1057,7 +1061,7 @@ def _trace_routing(wr, ins, glob, r, t, target, n_inst, scores, has_scores, val)
 def _cpush(cev, glob, t, prio, r):
     ct, ck, cr = cev
     glob[G_CSEQ] += 1
-    heap_push_nb(ct, ck, cr, glob.reshape(1, -1), np.int64(0), np.int64(G_CHLEN), t, np.int64(prio) * _KEY_SHIFT + glob[G_CSEQ], r)
+    heap_push_nb(ct, ck, cr, glob[None, :], np.int64(0), np.int64(G_CHLEN), t, np.int64(prio) * _KEY_SHIFT + glob[G_CSEQ], r)
 
 
 @njit
@@ -1069,7 +1073,15 @@ def cluster_push_nb(cev, glob, t, prio, r):
 @njit
 def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, cfg, cfgf, lat, scratch,
            router_rng, wr, pa, hsc):
-    """Advance the simulation; returns DONE, GROW or NEED_* (see module doc)."""
+    """Advance the simulation; returns DONE, GROW or NEED_* (see module doc).
+
+    Two compiled variants: with ``cpu``, ``pa`` and ``hsc`` all None (the *basic*
+    variant: single-tier KV, built-in non-weighted routing, always-admit or Python
+    admission, no decision trace) numba prunes the CPU tier, weighted scorers,
+    built-in admission policies and tracing before type inference, so a plain run
+    compiles about half the code; any of those features passes the real tuples and
+    compiles the *full* variant.  Both give identical results for a basic run.
+    """
     n_inst = cfg[C_NINST]
     n_req = arrival_order.shape[0]
     horizon = cfg[C_HORIZON]
@@ -1078,7 +1090,7 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, c
     max_seqs = cfg[C_MAX_SEQS]
     ht, hk, hr = ev
     ct, ck, cr = cev
-    g2 = glob.reshape(1, -1)
+    g2 = glob[None, :]
     while True:
         if glob[G_BUDGET] == 0:
             return PAUSE
@@ -1133,9 +1145,10 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, c
                 glob[G_CLOCK] = tc
                 _cpush(cev, glob, tc + cfg[C_ADMIT_LAT], np.int64(CP_ADMISSION), r)
                 continue
-            if cfg[C_TRACE] != 0 and (glob[G_TR_ADM_N] >= wr[6].shape[0] or glob[G_TR_RT_N] >= wr[8].shape[0]):
-                glob[G_GROW] = GROW_TRACE
-                return GROW
+            if hsc is not None:
+                if cfg[C_TRACE] != 0 and (glob[G_TR_ADM_N] >= wr[6].shape[0] or glob[G_TR_RT_N] >= wr[8].shape[0]):
+                    glob[G_GROW] = GROW_TRACE
+                    return GROW
             if prio == CP_ADMISSION:
                 if glob[G_CHLEN] + 2 > ct.shape[1]:
                     glob[G_GROW] = GROW_CHEAP
@@ -1154,13 +1167,19 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, c
                     glob[G_DECISION] = -1
                     reason = np.int64(AR_ADMITTED) if admitted else np.int64(AR_PYTHON)
                     aval = 0.0
-                else:
+                elif hsc is not None:
                     admitted, reason, aval = _admit_builtin(rq, ins, glob, cfg, cfgf, wr, r, tc, n_rt)
+                    held = False
+                else:  # basic variant: always-admit without tenant budgets
+                    admitted = True
+                    reason = np.int64(AR_ADMITTED)
+                    aval = 0.0
                     held = False
                 heap_pop_nb(ct, ck, cr, g2, np.int64(0), np.int64(G_CHLEN))
                 glob[G_CLOCK] = tc
-                if cfg[C_TRACE] != 0:
-                    _trace_admission(wr, glob, r, tc, admitted, reason, aval)
+                if hsc is not None:
+                    if cfg[C_TRACE] != 0:
+                        _trace_admission(wr, glob, r, tc, admitted, reason, aval)
                 if held:
                     pass  # the gateway queue decides when to dispatch (pushes the routing event)
                 elif admitted:
@@ -1195,13 +1214,19 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, c
                 if target < 0:
                     target = np.int64(-1)
                 glob[G_DECISION] = -1
-            elif cfg[C_ROUTING] == ROUTE_WEIGHTED:
-                nh = request_hashes_nb(rq, gseed, r, cfg[C_BLOCK], hsc[0])
-                rpos_t = _route_weighted(rq, ins, kv, wr, pa, cfg, n_rt, r, hsc[0], nh, scratch[7],
-                                         router_rng, hsc[1], hsc[2])
-                target = wr[13][rpos_t] if rpos_t >= 0 else np.int64(-1)
             else:
-                target = _route_builtin(rq, ins, glob, cfg, r, tc, router_rng, scratch[7], wr[13], n_rt)
+                target = np.int64(-1)
+                builtin = True
+                if hsc is not None:
+                    if cfg[C_ROUTING] == ROUTE_WEIGHTED:
+                        nh = request_hashes_nb(rq, gseed, r, cfg[C_BLOCK], hsc[0])
+                        rpos_t = _route_weighted(rq, ins, kv, wr, pa, cfg, n_rt, r, hsc[0], nh, scratch[7],
+                                                 router_rng, hsc[1], hsc[2])
+                        if rpos_t >= 0:
+                            target = wr[13][rpos_t]
+                        builtin = False
+                if builtin:
+                    target = _route_builtin(rq, ins, glob, cfg, r, tc, router_rng, scratch[7], wr[13], n_rt)
             if target >= 0 and ins[target, I_HLEN] + 1 > ht.shape[1]:
                 glob[G_GROW] = GROW_HEAP
                 return GROW
@@ -1211,15 +1236,16 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, c
                 rq[R_STATE, r] = ST_ROUTE_REJECTED
                 glob[G_ROUTE_REJECTED] += 1
                 continue
-            if cfg[C_TRACE] != 0:
-                code = cfg[C_ROUTING]
-                if code == ROUTE_WEIGHTED:
-                    rval = hsc[1][rpos_t]
-                elif code == ROUTE_ROUND_ROBIN:
-                    rval = np.float64(glob[G_RR] - 1)
-                else:
-                    rval = np.float64(ins[target, I_SNAP_QD] + ins[target, I_SNAP_BS] + ins[target, I_INFLIGHT])
-                _trace_routing(wr, ins, glob, r, tc, target, n_inst, hsc[1], code == ROUTE_WEIGHTED, rval)
+            if hsc is not None:
+                if cfg[C_TRACE] != 0:
+                    code = cfg[C_ROUTING]
+                    if code == ROUTE_WEIGHTED:
+                        rval = hsc[1][rpos_t]
+                    elif code == ROUTE_ROUND_ROBIN:
+                        rval = np.float64(glob[G_RR] - 1)
+                    else:
+                        rval = np.float64(ins[target, I_SNAP_QD] + ins[target, I_SNAP_BS] + ins[target, I_INFLIGHT])
+                    _trace_routing(wr, ins, glob, r, tc, target, n_inst, hsc[1], code == ROUTE_WEIGHTED, rval)
             rq[R_INST, r] = target
             rq[R_ROUTED_AT, r] = tc
             if cfg[C_TENANT_CAP] > 0 and rq[R_TENANT, r] > 0:

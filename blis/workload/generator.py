@@ -141,8 +141,10 @@ def _grow_nb(ibuf, fbuf, n):
     cap = ibuf.shape[1] * 2
     i2 = np.empty((ibuf.shape[0], cap), np.int64)
     f2 = np.empty(cap, np.float64)
-    i2[:, :n] = ibuf[:, :n]
-    f2[:n] = fbuf[:n]
+    for k in range(n):  # element copies: slice assignment compiles numba's shape-error path
+        for c in range(ibuf.shape[0]):
+            i2[c, k] = ibuf[c, k]
+        f2[k] = fbuf[k]
     return i2, f2
 
 

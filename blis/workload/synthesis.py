@@ -466,9 +466,10 @@ def generate_client_resume_nb(state, cap, horizon, limit, resume,
             arr2 = np.empty(capacity, np.int64)
             inl2 = np.empty(capacity, np.int64)
             outl2 = np.empty(capacity, np.int64)
-            arr2[:n] = arr[:n]
-            inl2[:n] = inl[:n]
-            outl2[:n] = outl[:n]
+            for k in range(n):  # element copies: a slice assignment compiles numba's shape-error path (~1 s)
+                arr2[k] = arr[k]
+                inl2[k] = inl[k]
+                outl2[k] = outl[k]
             arr, inl, outl = arr2, inl2, outl2
         arr[n] = t
         inl[n] = li
