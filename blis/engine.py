@@ -216,6 +216,7 @@ class Simulation:
             ins[i, Lo.I_CLOG_ON] = 1 if (weighted and (Lo.SC_PRECISE_PREFIX in codes or Lo.SC_NO_HIT_LRU in codes)
                                         and c.cache_signal_delay_us > 0) else 0
         self.hsc = (np.zeros(max_blocks + 1, np.uint64), np.zeros(ni, np.float64), np.zeros(ni, np.float64))
+        self._engine_prepared = False  # blis.precompile consulted before the first run_nb call
 
         nchunks = max(4 * (max_seqs + 2) * ni, 256)
         self.itl = (np.zeros((nchunks, Lo.ITL_CHUNK), np.int64), np.full(nchunks, -1, np.int64),
@@ -491,14 +492,40 @@ class Simulation:
         from blis.results import SimResults
         return SimResults.from_simulation(self)
 
+    def full_variant(self) -> bool:
+        """True when this run needs run_nb's full compiled variant (CPU tier, weighted
+        routing, decision trace or a built-in admission policy other than always-admit);
+        plain runs use the smaller basic variant (see ``run_nb``), which compiles in
+        about half the time."""
+        c = self.cfg_arr
+        return bool(c[Lo.C_CPU_BLOCKS] > 0 or c[Lo.C_ROUTING] == Lo.ROUTE_WEIGHTED or c[Lo.C_TRACE] != 0
+                    or c[Lo.C_TENANT_CAP] > 0 or c[Lo.C_ADMISSION] not in (Lo.ADMIT_ALWAYS, Lo.ADMIT_PYTHON))
+
     def _drive(self, progress, events_per_update):
         if progress is not None:
             self.glob[Lo.G_BUDGET] = events_per_update
+        finish_helper = None
+        if not self._engine_prepared:
+            self._engine_prepared = True
+            from blis.precompile import prepare_engine
+            finish_helper = prepare_engine(self.run_args())
+        try:
+            self._drive_loop(progress, events_per_update)
+        finally:
+            if finish_helper is not None:
+                finish_helper()
+
+    def run_args(self) -> tuple:
+        """The arguments of the next ``run_nb`` call (this run's compiled variant)."""
+        full = self.full_variant()
+        return (self.rq, self.gseed, self.arrival_order, self.ins, self.ev, self.wq,
+                self.bt, self.kv, self.cpu if full else None, self.itl, self.cev, self.glob,
+                self.cfg_arr, self.cfgf, self.lat, self.scratch, self.router_rng, self.wr,
+                self.pa if full else None, self.hsc if full else None)
+
+    def _drive_loop(self, progress, events_per_update):
         while True:
-            status = run_nb(self.rq, self.gseed, self.arrival_order, self.ins, self.ev, self.wq,
-                            self.bt, self.kv, self.cpu, self.itl, self.cev, self.glob, self.cfg_arr,
-                            self.cfgf, self.lat, self.scratch, self.router_rng, self.wr, self.pa,
-                            self.hsc)
+            status = run_nb(*self.run_args())
             if status == Lo.DONE:
                 break
             if status == Lo.PAUSE:

@@ -502,6 +502,9 @@ def _safe_run_point(point_id: str, argv: Sequence[str]):
 
 def _worker_init():
     logging.getLogger("blis").setLevel(logging.ERROR)
+    # workers already use every core: a point needing a kernel the warm-up did not
+    # compile compiles it in the worker, without a helper process (blis/precompile.py)
+    os.environ["BLIS_PARALLEL_COMPILE"] = "0"
 
 
 def _local_worker_init():

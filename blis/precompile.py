@@ -1,0 +1,252 @@
+"""First-run compile on two cores: half of the engine compiles in a helper process.
+
+The engine kernel (:func:`blis.kernels.engine.run_nb`) is compiled by numba on the first
+run and cached on disk.  numba compiles one function at a time, in one thread.  When a
+simulation is about to call ``run_nb`` and numba's cache lacks it for this run's argument
+types, :func:`prepare_engine` starts ``python -m blis.precompile`` on the types of the
+step kernel (``_step``: batch formation, KV allocation, the latency model -- about half
+of the engine), which compiles it and writes numba's cache, while this process compiles
+the rest of the engine.  When this process's compile reaches ``_step`` it waits for the
+helper and loads the helper's result from the cache.
+
+Nothing here changes what is computed: the helper compiles the same function for the
+same types that this process would, and if it fails or is disabled this process
+compiles ``_step`` itself, as numba always does.  ``BLIS_PARALLEL_COMPILE=0`` disables
+the helper; it is never started on a single CPU or when the cache already holds the
+kernel.  The cache lookups use numba's cache index (``Dispatcher._cache``); if those
+internals change, no helper is started.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Optional, Sequence
+
+log = logging.getLogger(__name__)
+
+#: seconds this process waits for the helper before compiling ``_step`` itself
+HELPER_TIMEOUT_S = 900.0
+
+
+def enabled() -> bool:
+    """True unless ``BLIS_PARALLEL_COMPILE=0`` or this process may use only one CPU."""
+    if os.environ.get("BLIS_PARALLEL_COMPILE", "") == "0":
+        return False
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return n > 1
+
+
+def is_cached(dispatcher, argtypes) -> bool:
+    """True when ``dispatcher`` already has, in memory or in numba's disk cache, a
+    compiled version for ``argtypes``.  Unknown numba internals count as cached (so no
+    helper is started)."""
+    argtypes = tuple(argtypes)
+    try:
+        if argtypes in dispatcher.overloads:
+            return True
+        cache = dispatcher._cache
+        index = cache._cache_file._load_index()
+        return cache._index_key(argtypes, dispatcher.targetctx.codegen()) in index
+    except Exception:  # pragma: no cover - numba internals moved
+        return True
+
+
+def step_argtypes(run_argtypes) -> Optional[tuple]:
+    """Numba types of ``_step``'s arguments as ``run_nb`` passes them (by parameter name;
+    the instance index and the clock are int64), or None if a name has no counterpart."""
+    import inspect
+
+    from numba import types
+
+    from blis.kernels import engine as E
+
+    run_names = list(inspect.signature(E.run_nb.py_func).parameters)
+    if len(run_names) != len(run_argtypes):
+        return None
+    by_name = dict(zip(run_names, run_argtypes))
+    out = []
+    for name in inspect.signature(E._step.py_func).parameters:
+        if name in by_name:
+            out.append(by_name[name])
+        elif name in ("i", "now"):
+            out.append(types.int64)
+        else:
+            return None
+    return tuple(out)
+
+
+class Helper:
+    """A running ``python -m blis.precompile`` compiling ``_step`` for one signature:
+    the pickled ``argtypes``, or (``cli_argv``) the one of the simulation a ``blis run`` /
+    ``blis replay`` command line builds."""
+
+    def __init__(self, argtypes=None, cli_argv: Optional[Sequence[str]] = None):
+        fd, self.path = tempfile.mkstemp(prefix="blis-precompile-", suffix=".pkl")
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(tuple(argtypes) if cli_argv is None else list(cli_argv), f)
+        self.t0 = time.perf_counter()
+        mode = "--types" if cli_argv is None else "--argv"
+        self.proc = subprocess.Popen([sys.executable, "-m", "blis.precompile", mode, self.path],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        self.ok: Optional[bool] = None
+
+    def wait(self, timeout: float = HELPER_TIMEOUT_S) -> bool:
+        """Wait for the helper; True if it compiled and cached the kernel."""
+        if self.ok is None:
+            try:
+                _, err = self.proc.communicate(timeout=timeout)
+                self.ok = self.proc.returncode == 0
+                if not self.ok:
+                    log.debug("precompile helper failed (%s): %s", self.proc.returncode,
+                              err.decode(errors="replace")[-2000:])
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.communicate()
+                self.ok = False
+            finally:
+                try:
+                    os.unlink(self.path)
+                except OSError:
+                    pass
+            log.debug("precompile helper done in %.1f s (ok=%s)", time.perf_counter() - self.t0, self.ok)
+        return self.ok
+
+
+def _wait_then_compile(dispatcher, helper: Helper):
+    """Make ``dispatcher``'s next compile wait for ``helper`` first (then numba finds the
+    helper's result in its cache).  Returns a function undoing this."""
+    original = dispatcher.compile  # bound method of the class
+
+    def compile(sig):
+        undo()
+        helper.wait()
+        return original(sig)
+
+    def undo():
+        if dispatcher.__dict__.get("compile") is compile:
+            del dispatcher.compile
+
+    dispatcher.compile = compile
+    return undo
+
+
+#: the helper :func:`start_early` launched for this process's command line, if any
+_early: Optional[Helper] = None
+
+
+def engine_cache_is_fresh() -> bool:
+    """True when numba's cache holds no version of the engine kernel for this code and
+    this CPU at all (a fresh install, an upgrade or a new machine)."""
+    try:
+        from blis.kernels import engine as E
+
+        d = E.run_nb
+        cache = d._cache
+        want = cache._index_key((), d.targetctx.codegen())[1:]
+        index = cache._cache_file._load_index()
+        return not any(tuple(k[1:]) == want for k in index)
+    except Exception:  # pragma: no cover - numba internals moved
+        return False
+
+
+def start_early(cli_argv: Sequence[str]) -> None:
+    """At the start of ``blis run`` / ``blis replay`` on a fresh cache: start the helper
+    now, so that it compiles while this process generates the workload (the helper
+    builds the same simulation on a one-request workload to learn the engine's types)."""
+    global _early
+    if _early is not None or not enabled() or not engine_cache_is_fresh():
+        return
+    try:
+        _early = Helper(cli_argv=cli_argv)
+    except Exception as e:  # pragma: no cover
+        log.debug("precompile helper not started: %s", e)
+
+
+def prepare_engine(run_args: Sequence) -> Optional[callable]:
+    """Before a first ``run_nb(*run_args)`` call: if it will compile, have ``_step``
+    compiled by a helper (the early one, or one started now) and return a function to
+    call after ``run_nb`` returns (it reaps the helper); otherwise None."""
+    global _early
+    early, _early = _early, None
+    if not enabled():
+        return None
+    try:
+        import numba
+
+        from blis.kernels import engine as E
+
+        run_types = tuple(numba.typeof(a) for a in run_args)
+        if is_cached(E.run_nb, run_types):
+            helper = None
+        elif early is not None:
+            helper = early
+        else:
+            sig = step_argtypes(run_types)
+            helper = None if sig is None or is_cached(E._step, sig) else Helper(sig)
+    except Exception as e:  # pragma: no cover - never let the optimisation break a run
+        log.debug("precompile helper not started: %s", e)
+        helper = None
+    if helper is None:
+        if early is not None:
+            early.wait()
+        return None
+    undo = _wait_then_compile(E._step, helper)
+
+    def finish():
+        undo()
+        helper.wait()
+    return finish
+
+
+def _types_of_cli(cli_argv) -> Optional[tuple]:
+    """``_step``'s argument types for the simulation ``blis <cli_argv>`` builds, from a
+    one-request stand-in workload (the types do not depend on the workload)."""
+    import numpy as np
+
+    from blis.cli import build_simulation, parse_args, validate_common
+    from blis.requests import RequestTable
+
+    logging.disable(logging.CRITICAL)  # the command's warnings are the parent's to print
+    try:
+        ns = parse_args(list(cli_argv))
+        validate_common(ns)
+        table = RequestTable.empty(1)
+        table.cols["input_len"][:] = 1
+        table.cols["output_len"][:] = 1
+        sim = build_simulation(ns, table, np.iinfo(np.int64).max)
+    finally:
+        logging.disable(logging.NOTSET)
+    import numba
+
+    return step_argtypes(tuple(numba.typeof(a) for a in sim.run_args()))
+
+
+def main(argv=None) -> int:
+    """``python -m blis.precompile --types TYPES.pkl`` compiles ``_step`` for the pickled
+    argument types; ``--argv ARGV.pkl`` for the simulation that command line builds."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2 or argv[0] not in ("--types", "--argv"):
+        print("usage: python -m blis.precompile --types TYPES.pkl | --argv ARGV.pkl", file=sys.stderr)
+        return 2
+    with open(argv[1], "rb") as f:
+        payload = pickle.load(f)
+    sig = tuple(payload) if argv[0] == "--types" else _types_of_cli(payload)
+    if sig is None:
+        return 1
+    from blis.kernels import engine as E
+    if not is_cached(E._step, sig):
+        E._step.compile(sig)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Start-up: the basic/full engine variants, the two-process first compile, warm loads.
+
+* ``run_nb`` has a *basic* compiled variant (no CPU tier, weighted routing, built-in
+  admission policies or decision trace: numba prunes them) and a *full* one; a plain run
+  must give identical results in both.
+* On a cold cache a helper process compiles ``_step`` (blis/precompile.py); the types it
+  compiles must be exactly those ``run_nb``'s compile asks for, else the work is wasted.
+* A warm run loads cached kernels without numba's implementation registries.
+"""
+import os
+import subprocess
+import sys
+
+import numba
+import numpy as np
+import pytest
+
+from blis import precompile
+from blis.engine import EngineConfig, Simulation
+from blis.kernels import engine as E
+from blis.kernels import layout as Lo
+
+from test_engine_invariants import RANDOM_CASES, random_table, simulate, toy
+
+MODEL = ["--model", "meta-llama/llama-3.1-8b-instruct"]
+
+
+def _run(case, seed, force_full):
+    cfg = dict(RANDOM_CASES[case])
+    deadlines = cfg.pop("deadlines", False)
+    mml = cfg.get("max_model_len", 0)
+    table = random_table(seed, n=40, deadline_frac=0.4 if deadlines else 0.0,
+                         max_output_frac=0.3 if mml else 0.0)
+    lat = toy(500.0, 2.0, 10.0, otpt_us=30, post_decode_us=7)
+    cfg.setdefault("total_kv_blocks", 1000)
+    cfg.setdefault("horizon_us", 10**12)
+    sim = Simulation(table, EngineConfig(**cfg), lat)
+    if force_full:
+        sim.full_variant = lambda: True
+    return sim, sim.run()
+
+
+@pytest.mark.parametrize("case", ["least-loaded-3-instances-tight", "sjf-chunked-prefill",
+                                  "round-robin-3-instances-deadlines", "block-1-tiny"])
+def test_basic_variant_gives_the_full_variants_results(case):
+    sim_b, basic = _run(case, 5, False)
+    sim_f, full = _run(case, 5, True)
+    assert not sim_b.full_variant()
+    assert sim_b.run_args()[8] is None and sim_f.run_args()[8] is not None  # cpu tuple
+    for k in basic.cols:
+        assert np.array_equal(basic.cols[k], full.cols[k]), k
+    assert basic.instances == full.instances
+    assert basic.stdout_text() == full.stdout_text()
+
+
+@pytest.mark.parametrize("cfg, full", [
+    (dict(), False),
+    (dict(num_instances=3, routing=Lo.ROUTE_LEAST_LOADED), False),
+    (dict(kv_cpu_blocks=64), True),
+    (dict(num_instances=2, routing=Lo.ROUTE_WEIGHTED), True),
+    (dict(trace_decisions=True), True),
+    (dict(admission=Lo.ADMIT_TOKEN_BUCKET), True),
+])
+def test_runs_needing_tier_weighted_routing_trace_or_admission_policies_take_the_full_variant(cfg, full):
+    table = random_table(1, n=4)
+    sim = Simulation(table, EngineConfig(total_kv_blocks=200, **cfg), toy())
+    assert sim.full_variant() is full
+    assert (sim.run_args()[18] is None) is (not full)  # prefix-affinity LRU
+    sim.run()  # and it runs in that variant
+
+
+@pytest.mark.parametrize("cfg", [dict(), dict(kv_cpu_blocks=64)])
+def test_the_helpers_step_types_are_the_ones_run_nb_compiles(cfg):
+    # after a run (compiled here or loaded), numba's cache holds _step for exactly the
+    # types run_nb's compile asked for: the helper must compute the same ones
+    sim, _ = simulate(random_table(2, n=6), toy(), **cfg)
+    sig = precompile.step_argtypes(tuple(numba.typeof(a) for a in sim.run_args()))
+    assert sig is not None and len(sig) == E._step.py_func.__code__.co_argcount
+    assert precompile.is_cached(E._step, sig)
+    assert precompile.is_cached(E.run_nb, tuple(numba.typeof(a) for a in sim.run_args()))
+    assert not precompile.is_cached(E._step, sig[:-1] + (numba.types.int32,))
+
+
+def test_the_early_helper_derives_the_command_lines_types():
+    from blis.cli import build_run_workload, build_simulation, parse_args, validate_common
+
+    argv = ["run", *MODEL, "--num-requests", "3", "--rate", "8", "--kv-cpu-blocks", "100"]
+    ns = parse_args(argv)
+    validate_common(ns)
+    table, horizon = build_run_workload(ns)
+    sim = build_simulation(ns, table, horizon)
+    want = precompile.step_argtypes(tuple(numba.typeof(a) for a in sim.run_args()))
+    assert precompile._types_of_cli(argv) == want
+
+
+def test_helper_is_off_when_disabled_or_cached(monkeypatch):
+    monkeypatch.setenv("BLIS_PARALLEL_COMPILE", "0")
+    assert not precompile.enabled()
+    monkeypatch.delenv("BLIS_PARALLEL_COMPILE")
+    sim, _ = simulate(random_table(3, n=4), toy())
+    # cached now: no helper, nothing to reap
+    assert precompile.prepare_engine(sim.run_args()) is None
+
+
+def _blis(args, env_extra, cwd):
+    env = dict(os.environ, **env_extra)
+    return subprocess.run([sys.executable, "-m", "blis.cli", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=900)
+
+
+def test_cold_first_run_compiles_step_in_a_helper_and_matches_a_warm_run(tmp_path):
+    # a fresh numba cache: the helper compiles _step, this process loads it from the cache
+    args = ["run", *MODEL, "--num-requests", "30", "--rate", "8", "--log", "debug"]
+    cold = _blis(args, {"NUMBA_CACHE_DIR": str(tmp_path / "cache"), "BLIS_PARALLEL_COMPILE": "1",
+                        "TMPDIR": str(tmp_path)}, tmp_path)
+    assert cold.returncode == 0, cold.stderr[-3000:]
+    assert "precompile helper done" in cold.stderr and "ok=True" in cold.stderr, cold.stderr[-3000:]
+    warm = _blis(args, {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}, tmp_path)
+    assert warm.returncode == 0
+    assert "precompile helper" not in warm.stderr  # cached: no helper
+    assert cold.stdout == warm.stdout
+    assert not list(tmp_path.glob("blis-precompile-*"))
+
+
+def test_a_warm_run_loads_kernels_without_numbas_implementation_registries(tmp_path):
+    # numba's registries (numba.np.arraymath among them) are needed to compile, not to
+    # load cached code; blis.kernels.jit keeps cache loads from importing them
+    code = ("import sys; from blis.cli import simulate_argv; "
+            "r = simulate_argv(['run', '--model', 'meta-llama/llama-3.1-8b-instruct', '--num-requests', '5', "
+            "'--rate', '8']); print(r.stdout_text()); print('arraymath' , 'numba.np.arraymath' in sys.modules)")
+    outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
+            for _ in range(2)]
+    for o in outs:
+        assert o.returncode == 0, o.stderr[-2000:]
+    assert outs[1].stdout.strip().endswith("arraymath False")
+    assert outs[0].stdout.split("arraymath")[0] == outs[1].stdout.split("arraymath")[0]
