@@ -10,40 +10,82 @@ import os
 import sys
 from pathlib import Path
 
-import numba
 
+class _Refuse:
+    """Meta-path hook refusing some top-level packages (numba's optional probes)."""
 
-class _NoScipy:
-    """Meta-path hook refusing ``scipy`` while numba loads its array-math registry."""
+    def __init__(self, *names):
+        self.names = names
 
     def find_spec(self, name, path=None, target=None):
-        if name == "scipy" or name.startswith("scipy."):
-            raise ImportError("blis: scipy is not loaded for numba's BLAS check (no kernel uses BLAS)")
+        if name.split(".")[0] in self.names:
+            raise ImportError(f"blis: {name} is not loaded for numba's optional probes")
         return None
 
 
-def _load_numba_array_math():
-    """Import ``numba.np.arraymath`` now, without its BLAS probe importing scipy.
+def _refusing(*names):
+    """Context manager: ``import`` of ``names`` fails inside (unless already imported)."""
+    import contextlib
 
-    numba's first compile or cache load imports ``numba.np.arraymath``, whose
-    ``_check_blas()`` imports ``scipy.linalg`` (about 0.3-0.6 s) only to enable
-    ``np.dot``/``np.linalg`` in compiled code, which no kernel here uses.  The hook is
-    removed right after, so later ``import scipy`` works normally; numba code of the
-    user's own in the same process then lacks BLAS functions.  ``BLIS_NUMBA_BLAS=1``
-    keeps numba's default.
+    names = tuple(n for n in names if n not in sys.modules)
+
+    @contextlib.contextmanager
+    def cm():
+        hook = _Refuse(*names)
+        sys.meta_path.insert(0, hook)
+        try:
+            yield
+        finally:
+            sys.meta_path.remove(hook)
+    return cm()
+
+
+def _patch_numba_startup():
+    """Keep numba's start-up work off runs that only load cached kernels.
+
+    Two changes, both reverting to numba's own behaviour when its internals differ:
+
+    * Loading a cached kernel (``Cache.load_overload``) normally first *refreshes* the
+      target context: it imports and installs every implementation registry numba has
+      (about 0.35 s), which only compiling needs; numba's compiler refreshes by itself
+      before compiling.  Here a cache load initialises only the runtime (NRT) the loaded
+      code links against.
+    * The first refresh imports ``numba.np.arraymath``, whose ``_check_blas()`` imports
+      ``scipy.linalg`` (0.3-0.6 s) only to enable ``np.dot``/``np.linalg`` in compiled
+      code, which no kernel here uses: scipy is refused during that refresh (a later
+      ``import scipy`` works normally; numba code of the user's own in the same process
+      then lacks BLAS functions).  ``BLIS_NUMBA_BLAS=1`` keeps numba's default.
+
+    ``numba.misc.coverage_support`` imports ``coverage`` (60 ms) when it is installed, to
+    report jitted lines under a coverage run; it is refused unless coverage is already
+    running (imported) in this process.
     """
-    if os.environ.get("BLIS_NUMBA_BLAS", "") not in ("", "0") or "scipy.linalg" in sys.modules \
-            or "numba.np.arraymath" in sys.modules:
-        return
-    hook = _NoScipy()
-    sys.meta_path.insert(0, hook)
-    try:
-        import numba.np.arraymath  # noqa: F401
-    finally:
-        sys.meta_path.remove(hook)
+    from numba.core import caching, cpu
+    from numba.core.runtime import rtsys
+
+    cache_cls = caching.Cache
+    if all(hasattr(cache_cls, a) for a in ("load_overload", "_load_overload",
+                                            "_guard_against_spurious_io_errors")):
+        def load_overload(self, sig, target_context):
+            rtsys.initialize(target_context)
+            with self._guard_against_spurious_io_errors():
+                return self._load_overload(sig, target_context)
+        cache_cls.load_overload = load_overload
+
+    if os.environ.get("BLIS_NUMBA_BLAS", "") in ("", "0") and hasattr(cpu.CPUContext, "load_additional_registries"):
+        original = cpu.CPUContext.load_additional_registries
+
+        def load_additional_registries(self):
+            if "numba.np.arraymath" in sys.modules or "scipy.linalg" in sys.modules:
+                return original(self)
+            with _refusing("scipy"):
+                return original(self)
+        cpu.CPUContext.load_additional_registries = load_additional_registries
 
 
-_load_numba_array_math()
+with _refusing("coverage"):  # see _patch_numba_startup
+    import numba  # noqa: E402
+_patch_numba_startup()
 
 
 def _source_keyed_cache_dir():
