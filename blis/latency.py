@@ -20,7 +20,6 @@ import numpy as np
 
 from .errors import ConfigError
 from .hardware import HardwareCalib, trained_physics_coefficients
-from .kernels.gomath import clamp_nb
 from .kernels.latency import BACKEND_ROOFLINE, BACKEND_TRAINED_PHYSICS, step_time_nb
 from .kernels.roofline import pack_roofline_params
 from .kernels.trained_physics import pack_trained_physics_params
@@ -54,8 +53,15 @@ DEFAULT_MOE_COMM_BACKEND = "allgather_reducescatter"
 
 
 def go_clamp(v: float) -> int:
-    """Go ``clampToInt64`` on a Python float (NaN or >= 2**63 -> 2**63-1, else truncate)."""
-    return int(clamp_nb(float(v)))
+    """Go ``clampToInt64`` on a Python float (NaN or >= 2**63 -> 2**63-1, else truncate;
+    below -2**63 the conversion gives -2**63 on amd64, as the compiled ``clamp_nb``).
+    Plain Python: loading the compiled twin costs a cache load at start-up."""
+    v = float(v)
+    if v != v or v >= 9223372036854775808.0:
+        return 9223372036854775807
+    if v < -9223372036854775808.0:
+        return -9223372036854775808
+    return int(v)
 
 
 @dataclass(frozen=True, eq=False)

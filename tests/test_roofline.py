@@ -118,6 +118,13 @@ def test_clamp_semantics():
     assert clamp_nb(-0.5) == 0
 
 
+@HYP
+@given(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(-1e19, 1e19)))
+def test_python_go_clamp_matches_the_compiled_clamp(v):
+    from blis.latency import go_clamp
+    assert go_clamp(v) == int(clamp_nb(v))
+
+
 # --- spec worked examples -----------------------------------------------------------
 
 
