@@ -156,7 +156,8 @@ def _load_defaults_cached(path: str, mtime_ns: int, size: int) -> Mapping[str, A
     except OSError as exc:
         raise ConfigError(f"defaults file {path}: file must be readable, got {exc.strerror}") from None
     try:
-        obj = yaml.safe_load(text)
+        # libyaml's parser when PyYAML has it: defaults.yaml parses in ~10 ms instead of ~100 ms
+        obj = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 (safe loader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"defaults file {path}: file must be valid YAML, got error {exc}") from None
     if obj is None:

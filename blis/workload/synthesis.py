@@ -329,7 +329,7 @@ def load_presets(defaults_path: Union[str, Path, None] = None) -> Dict[str, Pres
 
     path = Path(defaults_path) if defaults_path is not None else _default_defaults_path()
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
     except OSError as e:
         raise ConfigError(f"defaults file {str(path)!r}: cannot be read ({e.strerror})") from e
     except yaml.YAMLError as e:
