@@ -50,7 +50,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -67,6 +67,8 @@ ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.
                40.0, 80.0)
 E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
                480.0, 960.0, 1920.0, 7680.0)
+
+_WORD_JSON: Optional[List[bytes]] = None   # the token texts JSON-encoded (Server._word_json)
 
 _DONE = -1    # queue item: the response is complete
 _ERROR = -2   # queue item: the request failed (live.error)
@@ -804,6 +806,15 @@ class Server:
 
         return " " + VOCABULARY[(live.req.content_seed + 7919 * k) % len(VOCABULARY)]
 
+    def _word_json(self, live: Live, k: int) -> bytes:
+        """``_word`` JSON-encoded (a string literal), from a table built once."""
+        global _WORD_JSON
+        if _WORD_JSON is None:
+            from blis.observe import VOCABULARY
+
+            _WORD_JSON = [json.dumps(" " + w).encode() for w in VOCABULARY]
+        return _WORD_JSON[(live.req.content_seed + 7919 * k) % len(_WORD_JSON)]
+
     def _usage(self, live: Live) -> dict:
         p, c = live.req.prompt_tokens, live.out_tokens
         return {"prompt_tokens": p, "total_tokens": p + c, "completion_tokens": c}
@@ -853,10 +864,19 @@ class Server:
                                 "stop_reason": None}]
         return b"data: " + json.dumps(base, separators=(",", ":")).encode() + b"\n\n"
 
+    def _chunk_template(self, live: Live) -> Tuple[bytes, bytes]:
+        """The bytes of a mid-stream token chunk before and after its JSON-encoded text: ``pre +
+        _word_json(live, k) + post == _chunk(live, _word(live, k), None)``, without a dict built and
+        encoded per token (the loop writes every stream's tokens of a step one after the other)."""
+        mark = json.dumps("\x00").encode()
+        pre, _, post = self._chunk(live, "\x00", None).rpartition(mark)
+        return pre, post
+
     async def _stream(self, request, live: Live):
         from aiohttp import web
 
         resp = None
+        pre, post = self._chunk_template(live)
         while True:
             items = await self._next_items(live)
             if resp is None:
@@ -888,8 +908,10 @@ class Server:
                     return resp
                 if it == 0 and live.req.chat:
                     parts.append(self._chunk(live, None, None, role=True))
-                last = live.finished and it == live.out_tokens - 1
-                parts.append(self._chunk(live, self._word(live, it), live.finish_reason if last else None))
+                if live.finished and it == live.out_tokens - 1:
+                    parts.append(self._chunk(live, self._word(live, it), live.finish_reason))
+                else:
+                    parts += (pre, self._word_json(live, it), post)
             await resp.write(b"".join(parts))
 
 
