@@ -70,8 +70,9 @@ E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 4
 
 _WORD_JSON: Optional[List[bytes]] = None   # the token texts JSON-encoded (Server._word_json)
 
-_DONE = -1    # queue item: the response is complete
-_ERROR = -2   # queue item: the request failed (live.error)
+_DONE = -1      # queue item: the response is complete
+_ERROR = -2     # queue item: the request failed (live.error)
+_ACCEPTED = -3  # queue item: the request is queued at its instance (a stream's headers can go out)
 
 
 # ---------------------------------------------------------------------------
@@ -337,6 +338,7 @@ class LiveSimulation:
         self.pin: Dict[int, int] = {}
         self.lives: Dict[int, Live] = {}        # row -> live (until delivered or cancelled)
         self.active: Dict[int, Live] = {}       # row -> live still producing tokens in the simulation
+        self.unaccepted: Dict[int, Live] = {}   # row -> streaming live not yet queued at an instance
         self._rows = np.zeros(0, np.int64)
         self._dirty = False
         self.deferred_cancel: List[int] = []
@@ -389,6 +391,8 @@ class LiveSimulation:
             self.pin[row] = instance
         self.lives[row] = live
         self.active[row] = live
+        if req.stream:
+            self.unaccepted[row] = live
         self._dirty = True
         if x_request_id:
             self.xids[rid] = x_request_id
@@ -464,6 +468,8 @@ class LiveSimulation:
                 else:
                     self._cancel_row(r)
             self.deferred_cancel = keep
+        if self.unaccepted:
+            self._accept()
         if len(rows) == 0:
             return
         rq = sim.rq
@@ -495,6 +501,21 @@ class LiveSimulation:
                 self._schedule(live, t, live.sched)
                 live.token_times.append(t)
                 live.sched += 1
+
+    def _accept(self) -> None:
+        """Streams whose request reached its instance's queue: their response can start now.
+
+        vLLM starts an SSE response (status 200 and headers) before the first token; doing
+        the same keeps the headers (and the client's handling of them) out of the measured
+        TTFT.  Rejections before this point (admission, routing, the gateway queue, a prompt
+        the KV cache cannot hold) are still HTTP errors."""
+        sim, Lo = self.sim, self.Lo
+        for r, live in list(self.unaccepted.items()):
+            if live.finished or live.cancelled:
+                del self.unaccepted[r]
+            elif int(sim.rq[Lo.R_STATE, r]) in (Lo.ST_QUEUED, Lo.ST_RUNNING, Lo.ST_COMPLETED):
+                del self.unaccepted[r]
+                self._schedule(live, sim.clock, _ACCEPTED)
 
     def _fail(self, live: Live, err: APIError) -> None:
         live.finished = True
@@ -542,11 +563,12 @@ class LiveSimulation:
             t, _, _, item, live = heapq.heappop(due)
             if live.cancelled:
                 continue
-            late = now - t
-            self.late_n += 1
-            self.late_sum += late
-            if late > self.late_max:
-                self.late_max = late
+            if item != _ACCEPTED:
+                late = now - t
+                self.late_n += 1
+                self.late_sum += late
+                if late > self.late_max:
+                    self.late_max = late
             live.items.append(item)
             live.event.set()
             if item == _DONE:
@@ -832,6 +854,8 @@ class Server:
         text = []
         while True:
             for it in await self._next_items(live):
+                if it == _ACCEPTED:
+                    continue
                 if it == _ERROR:
                     return self._error(live.error)
                 if it == _DONE:
@@ -889,6 +913,8 @@ class Server:
                 await resp.prepare(request)
             parts = []
             for it in items:
+                if it == _ACCEPTED:
+                    continue
                 if it == _ERROR:
                     err = live.error.body()
                     parts.append(b"data: " + json.dumps(err).encode() + b"\n\n")
@@ -912,7 +938,8 @@ class Server:
                     parts.append(self._chunk(live, self._word(live, it), live.finish_reason))
                 else:
                     parts += (pre, self._word_json(live, it), post)
-            await resp.write(b"".join(parts))
+            if parts:
+                await resp.write(b"".join(parts))
 
 
 # ---------------------------------------------------------------------------
