@@ -12,15 +12,23 @@ the GET endpoints.
 One :class:`~blis.engine.Simulation` (N instances, the ``blis run`` model,
 latency, KV and batching flags) runs in real time in one asyncio loop.  A
 request enters the simulation at its wall-clock arrival, ``t_sim = (wall -
-t0) * speed`` (µs), pinned to the instance whose port received it (or routed,
-in router mode).  A driver task processes every simulated event that wall
-time has reached, one event time at a time, and after each reads the
-requests' progress: a request's first token is due at ``arrival + TTFT``,
-decode token k at ``arrival + TTFT + ITL_1 + ... + ITL_k`` (the simulator's
-own accounting), the last token and the end of the response at ``arrival +
-E2E``.  Each token is written to its HTTP stream when the wall clock reaches
-its simulated time (never earlier), so what a client measures follows the
-latency model, the batch and the KV cache under the offered load.
+t0) * speed`` (µs), where wall is when its last bytes reached the server,
+pinned to the instance whose port received it (or routed, in router mode).
+A driver task processes every simulated event that wall time has reached,
+one event time at a time, and after each reads the requests' progress: a
+request's first token is due at ``arrival + TTFT``, decode token k at
+``arrival + TTFT + ITL_1 + ... + ITL_k`` (the simulator's own accounting),
+the last token and the end of the response at ``arrival + E2E``.  Each token
+is written to its HTTP stream when the wall clock reaches its simulated time
+(never earlier), so what a client measures follows the latency model, the
+batch and the KV cache under the offered load.  A stream's response (200 and
+headers) starts once its request is queued at an instance, as vLLM's does
+before the first token.  The driver sleeps on a thread's timer rather than
+asyncio's (whose epoll waits round up to whole milliseconds) and lets due
+tokens go out before it processes the events at their time; on loopback a
+client's TTFT and E2E then exceed the simulated values by the HTTP path
+alone, about 1 ms (``blis:token_release_lateness_seconds`` in ``/metrics``
+shows the server's share).
 
 Prompt length: the ``prompt_token_ids``-style list when the prompt is a list of
 ints, else one token per whitespace-separated word plus one per further 8
