@@ -240,6 +240,11 @@ def _post(url, body, raw=None):
 
 
 def test_observe_sees_the_servers_simulated_ttft_and_e2e_and_calibrate_agrees(serve, tmp_path):
+    """What the client measures is the simulated TTFT and E2E plus the loopback HTTP path: about
+    1 ms on a quiet host, the lower quartile 0.8-1.0 ms.  Before the server's wake-ups, arrival
+    stamp and stream start and the client's send stamp were made exact it was 2.5-3 ms (lower
+    quartile 2.2-2.9 ms).  A busy host adds a tail (two CPU hogs on two cores: lower quartile
+    ~1.1 ms, median ~1.4 ms, means 2-3 ms), hence quartiles and medians."""
     from blis import calibrate
     from blis.workload.tracev2 import read_tracev2
 
@@ -266,8 +271,10 @@ def test_observe_sees_the_servers_simulated_ttft_and_e2e_and_calibrate_agrees(se
         d_e2e.append((r["last_chunk_time_us"][k] - r["send_time_us"][k]) - s["e2e_us"])
     for diffs in (d_ttft, d_e2e):
         assert min(diffs) > -1000                   # never before the simulated time
-        assert statistics.median(diffs) < 10_000    # within 10 ms
-        assert statistics.mean(diffs) < 10_000
+        assert np.percentile(diffs, 25) < 1_750     # no systematic gap beyond the HTTP path
+        assert statistics.mean(diffs) < 10_000      # within 10 ms, host stalls included
+    assert statistics.median(d_ttft) < 3_000
+    assert statistics.median(d_e2e) < 5_000
     assert statistics.mean(s["ttft_us"] for s in sim) > 80_000  # a latency the 10 ms bound is small against
     report = tmp_path / "report.json"
     rc = calibrate.main(["--trace-header", str(h), "--trace-data", str(d), "--sim-results", str(srv.results),
@@ -275,8 +282,8 @@ def test_observe_sees_the_servers_simulated_ttft_and_e2e_and_calibrate_agrees(se
     assert rc == 0
     rep = json.loads(report.read_text())
     assert rep["trace_info"]["matched_pairs"] == 24 and rep["trace_info"]["token_mismatches"] == 0
-    assert rep["metrics"]["ttft"]["request_level"]["mape"] < 0.10
-    assert rep["metrics"]["e2e"]["request_level"]["mape"] < 0.03
+    assert rep["metrics"]["ttft"]["request_level"]["mape"] < 0.04   # ~0.01 (two CPU hogs: ~0.02)
+    assert rep["metrics"]["e2e"]["request_level"]["mape"] < 0.01
     assert abs(rep["metrics"]["e2e"]["workload_level"]["mean_error"]) < 10_000
 
 
