@@ -145,6 +145,70 @@ def test_an_aborted_request_leaves_the_batch_and_frees_its_kv_blocks_at_once():
     assert_kv_conservation(sim, finished=True)
 
 
+def test_a_stream_starts_when_its_request_is_queued_and_rejections_stay_errors():
+    from blis.serve import _ACCEPTED
+
+    live = _live(blocks=100)
+    a = live.submit(_req(400, 5, 1), 0, 0)
+    unary = live.submit(ParsedRequest(False, "m", 40, 3, 3, False, False, 2), 0, 0)
+    live.step(0)
+    assert a.items == []                                  # not at its instance yet (routing)
+    live.step(1000)
+    assert a.items == [_ACCEPTED] and unary.items == []   # queued, no token yet: its 200 can go out
+    live.step(10_000_000)
+    assert a.items[0] == _ACCEPTED and [i for i in a.items if i >= 0] == list(range(5)) and a.items[-1] == -1
+    assert _ACCEPTED not in unary.items
+    big = live.submit(_req(100 * 16 + 1, 5, 3), live.sim.clock, 0)   # cannot fit the KV cache: dropped
+    live.step(live.sim.clock + 1000)
+    assert big.items == [-2] and big.error.status == 400
+
+
+def test_token_chunks_from_the_template_are_the_encoded_chunks():
+    from blis.serve import Live, Server
+
+    srv = Server.__new__(Server)
+    for chat in (False, True):
+        for model in ("m", 'we"ird\\\\mo\\u00e9del'):
+            lv = Live(7, 0, ParsedRequest(chat, model, 5, 5, 5, True, True, 123456789), "x")
+            pre, post = srv._chunk_template(lv)
+            for k in range(40):
+                assert pre + srv._word_json(lv, k) + post == srv._chunk(lv, srv._word(lv, k), None)
+
+
+def test_histogram_observe_many_is_observe_of_each():
+    from blis.serve import ITL_BUCKETS, Histogram
+
+    v = np.concatenate([np.array(ITL_BUCKETS), np.random.default_rng(1).exponential(0.05, 300), [0.0, 1e6]])
+    one, many = Histogram(ITL_BUCKETS), Histogram(ITL_BUCKETS)
+    for x in v.tolist():
+        one.observe(x)
+    many.observe_many(v)
+    assert (one.counts, one.sum, one.n) == (many.counts, many.sum, many.n)
+
+
+def test_the_alarm_wakes_the_loop_at_its_latest_deadline():
+    from blis.serve import Alarm
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        fired = []
+        alarm = Alarm(loop, lambda: fired.append(time.perf_counter()))
+        try:
+            t0 = time.perf_counter()
+            alarm.set(t0 + 0.5)
+            alarm.set(t0 + 0.02)            # replaces the first deadline
+            await asyncio.sleep(0.3)
+            assert len(fired) == 1 and fired[0] >= t0 + 0.02
+            t1 = time.perf_counter()
+            alarm.set(t1 + 0.01)
+            await asyncio.sleep(0.2)
+            assert len(fired) == 2 and fired[1] >= t1 + 0.01
+        finally:
+            alarm.close()
+
+    asyncio.run(main())
+
+
 def test_prompt_token_estimate():
     assert estimate_tokens("the cat  sat\n") == 3
     assert estimate_tokens("x" * 17) == 3  # one token per started 8 bytes of a long word
