@@ -28,8 +28,8 @@ appended per request; a ``.parquet`` ``--itl-output`` is written at the end).
 SIGINT/SIGTERM stop dispatching and wait for the requests in flight; a second
 signal cancels them (recorded as ``incomplete``).
 
-Differences from BLIS: ``send_time_us`` is stamped when the request headers
-are written (after connection set-up and this client's request building; BLIS
+Differences from BLIS: ``send_time_us`` is stamped when the request body is
+written (after connection set-up and this client's request building; BLIS
 stamps just before the HTTP call), so TTFT measures the server, not Python;
 prompts are built from this module's own 100-word vocabulary and the requests'
 procedural content (not BLIS's random token ids); a stream that ends without
