@@ -28,8 +28,8 @@ appended per request; a ``.parquet`` ``--itl-output`` is written at the end).
 SIGINT/SIGTERM stop dispatching and wait for the requests in flight; a second
 signal cancels them (recorded as ``incomplete``).
 
-Differences from BLIS: ``send_time_us`` is stamped when the request headers
-are written (after connection set-up and this client's request building; BLIS
+Differences from BLIS: ``send_time_us`` is stamped when the request body is
+written (after connection set-up and this client's request building; BLIS
 stamps just before the HTTP call), so TTFT measures the server, not Python;
 prompts are built from this module's own 100-word vocabulary and the requests'
 procedural content (not BLIS's random token ids); a stream that ends without
@@ -255,23 +255,27 @@ def _usage_int(v) -> Optional[int]:
     return int(v)
 
 
-async def _on_request_headers_sent(session, ctx, params) -> None:
+async def _on_request_sent(session, ctx, params) -> None:
     rec = getattr(ctx, "trace_request_ctx", None)
     if isinstance(rec, RequestRecord):
         rec.send_time_us = now_us()
 
 
 def request_trace_config():
-    """aiohttp tracing that stamps ``send_time_us`` when the request headers go out.
+    """aiohttp tracing that stamps ``send_time_us`` as the request goes out.
 
-    The send time is then the moment the request leaves the client, after any
-    connection set-up and the client's own request building, so TTFT measures the
+    The headers stamp it first; each body chunk stamps it again just before the chunk is
+    written (aiohttp sends the headers together with the first body bytes, and on Python
+    < 3.12 from a task of its own that runs a loop iteration or more after the headers are
+    built).  The send time is then the moment the request's last bytes leave the client,
+    after any connection set-up and the client's own request building, so TTFT measures the
     server (and the network), not this client's Python overhead.
     """
     import aiohttp
 
     tc = aiohttp.TraceConfig()
-    tc.on_request_headers_sent.append(_on_request_headers_sent)
+    tc.on_request_headers_sent.append(_on_request_sent)
+    tc.on_request_chunk_sent.append(_on_request_sent)
     return tc
 
 

@@ -145,6 +145,70 @@ def test_an_aborted_request_leaves_the_batch_and_frees_its_kv_blocks_at_once():
     assert_kv_conservation(sim, finished=True)
 
 
+def test_a_stream_starts_when_its_request_is_queued_and_rejections_stay_errors():
+    from blis.serve import _ACCEPTED
+
+    live = _live(blocks=100)
+    a = live.submit(_req(400, 5, 1), 0, 0)
+    unary = live.submit(ParsedRequest(False, "m", 40, 3, 3, False, False, 2), 0, 0)
+    live.step(0)
+    assert a.items == []                                  # not at its instance yet (routing)
+    live.step(1000)
+    assert a.items == [_ACCEPTED] and unary.items == []   # queued, no token yet: its 200 can go out
+    live.step(10_000_000)
+    assert a.items[0] == _ACCEPTED and [i for i in a.items if i >= 0] == list(range(5)) and a.items[-1] == -1
+    assert _ACCEPTED not in unary.items
+    big = live.submit(_req(100 * 16 + 1, 5, 3), live.sim.clock, 0)   # cannot fit the KV cache: dropped
+    live.step(live.sim.clock + 1000)
+    assert big.items == [-2] and big.error.status == 400
+
+
+def test_token_chunks_from_the_template_are_the_encoded_chunks():
+    from blis.serve import Live, Server
+
+    srv = Server.__new__(Server)
+    for chat in (False, True):
+        for model in ("m", 'we"ird\\\\mo\\u00e9del'):
+            lv = Live(7, 0, ParsedRequest(chat, model, 5, 5, 5, True, True, 123456789), "x")
+            pre, post = srv._chunk_template(lv)
+            for k in range(40):
+                assert pre + srv._word_json(lv, k) + post == srv._chunk(lv, srv._word(lv, k), None)
+
+
+def test_histogram_observe_many_is_observe_of_each():
+    from blis.serve import ITL_BUCKETS, Histogram
+
+    v = np.concatenate([np.array(ITL_BUCKETS), np.random.default_rng(1).exponential(0.05, 300), [0.0, 1e6]])
+    one, many = Histogram(ITL_BUCKETS), Histogram(ITL_BUCKETS)
+    for x in v.tolist():
+        one.observe(x)
+    many.observe_many(v)
+    assert (one.counts, one.sum, one.n) == (many.counts, many.sum, many.n)
+
+
+def test_the_alarm_wakes_the_loop_at_its_latest_deadline():
+    from blis.serve import Alarm
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        fired = []
+        alarm = Alarm(loop, lambda: fired.append(time.perf_counter()))
+        try:
+            t0 = time.perf_counter()
+            alarm.set(t0 + 0.5)
+            alarm.set(t0 + 0.02)            # replaces the first deadline
+            await asyncio.sleep(0.3)
+            assert len(fired) == 1 and fired[0] >= t0 + 0.02
+            t1 = time.perf_counter()
+            alarm.set(t1 + 0.01)
+            await asyncio.sleep(0.2)
+            assert len(fired) == 2 and fired[1] >= t1 + 0.01
+        finally:
+            alarm.close()
+
+    asyncio.run(main())
+
+
 def test_prompt_token_estimate():
     assert estimate_tokens("the cat  sat\n") == 3
     assert estimate_tokens("x" * 17) == 3  # one token per started 8 bytes of a long word
@@ -240,6 +304,11 @@ def _post(url, body, raw=None):
 
 
 def test_observe_sees_the_servers_simulated_ttft_and_e2e_and_calibrate_agrees(serve, tmp_path):
+    """What the client measures is the simulated TTFT and E2E plus the loopback HTTP path: about
+    1 ms on a quiet host, the lower quartile 0.8-1.0 ms.  Before the server's wake-ups, arrival
+    stamp and stream start and the client's send stamp were made exact it was 2.5-3 ms (lower
+    quartile 2.2-2.9 ms).  A busy host adds a tail (two CPU hogs on two cores: lower quartile
+    ~1.1 ms, median ~1.4 ms, means 2-3 ms), hence quartiles and medians."""
     from blis import calibrate
     from blis.workload.tracev2 import read_tracev2
 
@@ -266,8 +335,10 @@ def test_observe_sees_the_servers_simulated_ttft_and_e2e_and_calibrate_agrees(se
         d_e2e.append((r["last_chunk_time_us"][k] - r["send_time_us"][k]) - s["e2e_us"])
     for diffs in (d_ttft, d_e2e):
         assert min(diffs) > -1000                   # never before the simulated time
-        assert statistics.median(diffs) < 10_000    # within 10 ms
-        assert statistics.mean(diffs) < 10_000
+        assert np.percentile(diffs, 25) < 1_750     # no systematic gap beyond the HTTP path
+        assert statistics.mean(diffs) < 10_000      # within 10 ms, host stalls included
+    assert statistics.median(d_ttft) < 3_000
+    assert statistics.median(d_e2e) < 5_000
     assert statistics.mean(s["ttft_us"] for s in sim) > 80_000  # a latency the 10 ms bound is small against
     report = tmp_path / "report.json"
     rc = calibrate.main(["--trace-header", str(h), "--trace-data", str(d), "--sim-results", str(srv.results),
@@ -275,8 +346,8 @@ def test_observe_sees_the_servers_simulated_ttft_and_e2e_and_calibrate_agrees(se
     assert rc == 0
     rep = json.loads(report.read_text())
     assert rep["trace_info"]["matched_pairs"] == 24 and rep["trace_info"]["token_mismatches"] == 0
-    assert rep["metrics"]["ttft"]["request_level"]["mape"] < 0.10
-    assert rep["metrics"]["e2e"]["request_level"]["mape"] < 0.03
+    assert rep["metrics"]["ttft"]["request_level"]["mape"] < 0.04   # ~0.01 (two CPU hogs: ~0.02)
+    assert rep["metrics"]["e2e"]["request_level"]["mape"] < 0.01
     assert abs(rep["metrics"]["e2e"]["workload_level"]["mean_error"]) < 10_000
 
 
