@@ -16,30 +16,44 @@ Arrays (tuple ``kv``):
   sb int32[n_inst, n_slots, max_blocks], sl int32[n_inst, n_slots] (lengths),
   sbase int64[n_inst, n_slots], sfree int32[n_inst, n_slots] (free-slot stack),
   logh uint64[n_inst, LCAP], logop int8[n_inst, LCAP]  (hash-table change log that
-  keeps the router's delayed cache snapshot up to date; see kernels/engine.py)
+  keeps the router's delayed cache snapshot up to date; see kernels/engine.py),
+  then a cache that carries no state (``kv[KV_NSTATE:]``, see "block-hash memo" below):
+  mh uint64[n_inst, MEMO_E, max_blocks], mt int64[n_inst, MEMO_E + 1, 9].
 """
 import numpy as np
 
 from .jit import njit_hot as njit
 from .layout import (
     I_CLOG_N, I_CLOG_ON, I_CLOG_OVF, I_FREE_CNT, I_SLOT_OVF, I_FREE_HEAD, I_FREE_TAIL, I_HITS, I_MISSES, I_SLOT_FREE_N, I_TOTAL_BLOCKS,
-    R_ILEN, R_PI, R_SLOT,
+    R_CSEED, R_CTXLEN, R_CTXP, R_GROUP, R_ILEN, R_PI, R_PLEN, R_SLOT,
 )
 from .prefix_hash import ht_del_nb, ht_get_nb, ht_put_nb, req_block_hash_nb
 
 _ZERO = np.uint64(0)
 
+#: number of state arrays at the front of the ``kv`` tuple; the arrays after them are the
+#: block-hash memo, a pure cache (what the kernels compute never depends on its contents)
+KV_NSTATE = 13
+#: memo entries (requests) per instance row
+MEMO_E = 4
+_MH, _MT = 13, 14
+#: memo entry tag fields: request row, hashes held, block size, then the row's content fields
+_MT_R, _MT_N, _MT_B, _MT_ILEN, _MT_PLEN, _MT_CSEED, _MT_GSEED, _MT_CTXP, _MT_CTXLEN = 0, 1, 2, 3, 4, 5, 6, 7, 8
+
 
 def make_kv_arrays(n_inst, total_blocks, n_slots, max_blocks, log_capacity=4096):
     """Allocate the ``kv`` tuple for ``n_inst`` instances (call kv_init_nb on each)."""
     htcap = 1 << int(np.ceil(np.log2(max(2 * total_blocks, 16))))
+    mt = np.full((n_inst, MEMO_E + 1, 9), -1, np.int64)
+    mt[:, MEMO_E, 0] = 0  # next entry to replace
     return (np.zeros((n_inst, total_blocks), np.int32), np.zeros((n_inst, total_blocks), np.uint64),
             np.zeros((n_inst, total_blocks), np.int32), np.zeros((n_inst, total_blocks), np.int32),
             np.zeros((n_inst, total_blocks), np.int32), np.zeros((n_inst, htcap), np.uint64),
             np.zeros((n_inst, htcap), np.int32), np.zeros((n_inst, n_slots, max_blocks), np.int32),
             np.zeros((n_inst, n_slots), np.int32), np.zeros((n_inst, n_slots), np.int64),
             np.zeros((n_inst, n_slots), np.int32), np.zeros((n_inst, log_capacity), np.uint64),
-            np.zeros((n_inst, log_capacity), np.int8))
+            np.zeros((n_inst, log_capacity), np.int8),
+            np.zeros((n_inst, MEMO_E, max(int(max_blocks), 1)), np.uint64), mt)
 
 
 @njit
@@ -81,6 +95,8 @@ def kv_init_nb(kv, ins, i, total_blocks):
         nxt[i, b] = b + 1 if b + 1 < total_blocks else -1
         prv[i, b] = b - 1
     htk[i, :] = _ZERO
+    kv[_MT][i, :, :] = -1
+    kv[_MT][i, kv[_MT].shape[1] - 1, 0] = 0
     ins[i, I_FREE_HEAD] = 0
     ins[i, I_FREE_TAIL] = total_blocks - 1
     ins[i, I_FREE_CNT] = total_blocks
@@ -137,6 +153,90 @@ def slot_append_nb(kv, ins, i, s, b):
     sl[i, s] = n + 1
 
 
+# ---------------------------------------------------------------- block-hash memo
+# A request's prompt is hashed again and again: every admission attempt of the wait-queue
+# head (kv_cached_blocks_nb), the CPU tier's reload scan, and the allocation that hashes
+# the blocks it fills.  Each instance row keeps the chained block hashes of its MEMO_E
+# most recently started requests: entry e holds h_0 .. h_{n-1} of request mt[e, R], where
+# h_j = req_block_hash_nb(rq, gseed, r, h_{j-1}, j*B, B) and h_{-1} = 0.  A hash is taken
+# from the memo only for a block-aligned position j*B whose ``prev`` is h_{j-1} (the same
+# chain), so the result is exactly what req_block_hash_nb returns; an entry is started by
+# a block-0 hash and grows by appending the next block of its chain.  The tag also holds
+# the row's content fields and group seed, so a row whose content differs never matches.
+
+def memo_entries(kv, i):
+    """Row i's memo entries as (request row, block size, content tag, [h_0 .. h_{n-1}]), the
+    content tag being (ILEN, PLEN, CSEED, group seed as int64, CTXP, CTXLEN) (tests, debugging)."""
+    mh, mt = kv[_MH], kv[_MT]
+    out = []
+    for e in range(mt.shape[1] - 1):
+        r = int(mt[i, e, _MT_R])
+        if r >= 0:
+            tag = tuple(int(x) for x in mt[i, e, _MT_ILEN:_MT_CTXLEN + 1])
+            out.append((r, int(mt[i, e, _MT_B]), tag, [int(h) for h in mh[i, e, :int(mt[i, e, _MT_N])]]))
+    return out
+
+
+@njit
+def _memo_find(mt, i, rq, gseed, r, B):
+    """The memo entry of request row r, or -1."""
+    for e in range(mt.shape[1] - 1):
+        if mt[i, e, _MT_R] == r:
+            if (mt[i, e, _MT_B] == B and mt[i, e, _MT_ILEN] == rq[R_ILEN, r]
+                    and mt[i, e, _MT_PLEN] == rq[R_PLEN, r] and mt[i, e, _MT_CSEED] == rq[R_CSEED, r]
+                    and mt[i, e, _MT_GSEED] == np.int64(gseed[rq[R_GROUP, r]])
+                    and mt[i, e, _MT_CTXP] == rq[R_CTXP, r] and mt[i, e, _MT_CTXLEN] == rq[R_CTXLEN, r]):
+                return np.int64(e)
+            return np.int64(-1)
+    return np.int64(-1)
+
+
+@njit
+def _memo_new(mt, i, rq, gseed, r, B):
+    """Start an (empty) entry for request row r in place of the oldest one."""
+    E = mt.shape[1] - 1
+    e = mt[i, E, 0]
+    mt[i, E, 0] = e + 1 if e + 1 < E else 0
+    for k in range(E):  # at most one entry per row
+        if mt[i, k, _MT_R] == r:
+            mt[i, k, _MT_R] = -1
+    mt[i, e, _MT_R] = r
+    mt[i, e, _MT_N] = 0
+    mt[i, e, _MT_B] = B
+    mt[i, e, _MT_ILEN] = rq[R_ILEN, r]
+    mt[i, e, _MT_PLEN] = rq[R_PLEN, r]
+    mt[i, e, _MT_CSEED] = rq[R_CSEED, r]
+    mt[i, e, _MT_GSEED] = np.int64(gseed[rq[R_GROUP, r]])
+    mt[i, e, _MT_CTXP] = rq[R_CTXP, r]
+    mt[i, e, _MT_CTXLEN] = rq[R_CTXLEN, r]
+    return e
+
+
+@njit
+def _block_hash(mh, mt, i, rq, gseed, r, prev, pos0, B, e):
+    """``req_block_hash_nb(rq, gseed, r, prev, pos0, B)`` through the memo (mh, mt = kv[13],
+    kv[14]); ``e`` = request r's entry (-1 = none yet).  Returns (hash, entry)."""
+    if pos0 % B == 0:
+        j = pos0 // B
+        if e < 0 and j == 0 and prev == _ZERO:
+            e = _memo_new(mt, i, rq, gseed, r, B)
+        if e >= 0:
+            n = mt[i, e, _MT_N]
+            if j == 0:
+                chain = prev == _ZERO
+            else:
+                chain = j <= n and mh[i, e, j - 1] == prev
+            if chain:
+                if j < n:
+                    return mh[i, e, j], e
+                h = req_block_hash_nb(rq, gseed, r, prev, pos0, B)
+                if j < mh.shape[2]:
+                    mh[i, e, j] = h
+                    mt[i, e, _MT_N] = j + 1
+                return h, e
+    return req_block_hash_nb(rq, gseed, r, prev, pos0, B), e
+
+
 @njit
 def kv_used_nb(ins, i):
     return ins[i, I_TOTAL_BLOCKS] - ins[i, I_FREE_CNT]
@@ -148,12 +248,20 @@ def kv_cached_blocks_nb(kv, i, rq, gseed, r, B, out):
     the longest cached full-block prefix and returns their count (pure query)."""
     htk = kv[5]
     htv = kv[6]
+    mh = kv[_MH]
+    mt = kv[_MT]
     L = rq[R_ILEN, r]
     n = L // B
     prev = _ZERO
     cnt = np.int64(0)
+    e = _memo_find(mt, i, rq, gseed, r, B)
+    nm = mt[i, e, _MT_N] if e >= 0 else 0
     for j in range(n):
-        h = req_block_hash_nb(rq, gseed, r, prev, j * B, B)
+        if j < nm:  # the chain so far is the entry's: h_j
+            h = mh[i, e, j]
+        else:
+            h, e = _block_hash(mh, mt, i, rq, gseed, r, prev, j * B, B, e)
+            nm = mt[i, e, _MT_N] if e >= 0 else 0
         b = ht_get_nb(htk, htv, i, h)
         if b < 0:
             break
@@ -210,6 +318,9 @@ def kv_allocate_nb(kv, ins, i, rq, gseed, r, start, end, cached, n_cached, B):
         elif free_cnt == 0:
             return False
     # ---- act
+    mh = kv[_MH]
+    mt = kv[_MT]
+    e = _memo_find(mt, i, rq, gseed, r, B)
     k = np.int64(0)
     while k < npos:
         s = rq[R_SLOT, r]
@@ -236,7 +347,7 @@ def kv_allocate_nb(kv, ins, i, rq, gseed, r, start, end, cached, n_cached, B):
             if fill[i, latest] == B:
                 n_ids = sl[i, s]
                 prev = hsh[i, sb[i, s, n_ids - 2]] if n_ids >= 2 else _ZERO
-                h = req_block_hash_nb(rq, gseed, r, prev, pos0, B)
+                h, e = _block_hash(mh, mt, i, rq, gseed, r, prev, pos0, B, e)
                 hsh[i, latest] = h
                 kv_ht_put_nb(kv, ins, i, h, latest)
         else:
@@ -261,7 +372,7 @@ def kv_allocate_nb(kv, ins, i, rq, gseed, r, start, end, cached, n_cached, B):
                     s = _new_slot(kv, ins, i, rq, r, start + k)
                 slot_append_nb(kv, ins, i, s, b)
                 if cnt == B and in_prefill:
-                    h = req_block_hash_nb(rq, gseed, r, prev, start + k, B)
+                    h, e = _block_hash(mh, mt, i, rq, gseed, r, prev, start + k, B, e)
                     hsh[i, b] = h
                     kv_ht_put_nb(kv, ins, i, h, b)
                     prev = h
@@ -657,29 +768,27 @@ def kv_mirror_to_cpu_nb(kv, cpu, ins, i, rq, bt, blen, B, capacity):
 @njit
 def _reload_prefix(kv, cpu, ins, i, rq, gseed, r, start_block, prev, B, base_lat, bw):
     """The reload scan from prompt block ``start_block`` (``prev`` = the hash before it).
-    Returns (reloaded, end): block j's hash is left in the scan's hash buffer for
-    start_block <= j < end."""
+    Returns whether it reloaded a block."""
     ref, hsh, fill, nxt, prv, htk, htv, sb, sl, sbase, sfree = kv[:11]
-    hbuf = cpu[_HBUF]
-    keep = hbuf.shape[1]
+    mh = kv[_MH]
+    mt = kv[_MT]
+    e = _memo_find(mt, i, rq, gseed, r, B)
     L = rq[R_ILEN, r]
     n = L // B
     max_reloads = ins[i, I_FREE_CNT]
     reloaded = False
     count = np.int64(0)
     for j in range(start_block, n):
-        h = req_block_hash_nb(rq, gseed, r, prev, j * B, B)
-        if j < keep:
-            hbuf[i, j] = h
+        h, e = _block_hash(mh, mt, i, rq, gseed, r, prev, j * B, B, e)
         if ht_get_nb(htk, htv, i, h) >= 0:
             prev = h
             continue
         nd = lru_find_nb(cpu, i, h)
         if nd < 0 or count >= max_reloads:
-            return reloaded, j + 1
+            return reloaded
         b = ins[i, I_FREE_HEAD]
         if b < 0:
-            return reloaded, j + 1
+            return reloaded
         _unlink(nxt, prv, ins, i, b)
         if hsh[i, b] != _ZERO:
             kv_ht_del_nb(kv, ins, i, hsh[i, b])
@@ -694,31 +803,7 @@ def _reload_prefix(kv, cpu, ins, i, rq, gseed, r, start_block, prev, B, base_lat
         reloaded = True
         count += 1
         prev = h
-    return reloaded, n
-
-
-@njit
-def _cached_after_reload(kv, cpu, i, rq, gseed, r, B, known, out):
-    """:func:`kv_cached_blocks_nb` after a reload scan whose hash buffer holds the request's
-    first ``known`` block hashes (so those are not recomputed)."""
-    htk = kv[5]
-    htv = kv[6]
-    hbuf = cpu[_HBUF]
-    n = rq[R_ILEN, r] // B
-    prev = _ZERO
-    cnt = np.int64(0)
-    for j in range(n):
-        if j < known:
-            h = hbuf[i, j]
-        else:
-            h = req_block_hash_nb(rq, gseed, r, prev, j * B, B)
-        b = ht_get_nb(htk, htv, i, h)
-        if b < 0:
-            break
-        out[cnt] = b
-        cnt += 1
-        prev = h
-    return cnt
+    return reloaded
 
 
 @njit
@@ -740,16 +825,25 @@ def _commit_cached(kv, ins, i, rq, r, blocks, lo, hi):
         slot_append_nb(kv, ins, i, s, b)
 
 
-@njit
+@njit(inline="always")  # the common case is then the caller's direct kv_allocate_nb call
 def kv_allocate_tiered_nb(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_cached, B,
                           base_lat, bw, newc):
     """TieredKVCache.AllocateKVBlocks: reload from the CPU tier first, then allocate on the GPU.
 
     ``cached[:n_cached]`` must be what :func:`kv_cached_blocks_nb` returns for request ``r``
-    in the current state (as for :func:`kv_allocate_nb`): after a reload their hashes stand
-    for the request's first block hashes instead of being recomputed."""
+    in the current state (as for :func:`kv_allocate_nb`): the reload scan continues the
+    hash chain from the last of them."""
     s0 = rq[R_SLOT, r]
-    ok = _allocate_tiered(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_cached, B, base_lat, bw, newc)
+    owned = kv[8][i, s0] if s0 >= 0 else 0
+    # the scan covers prompt blocks max(n_cached, owned) .. L//B - 1 and reloads nothing
+    # without a free GPU block: skip it (decode steps, a full GPU) without touching the hash
+    # chain; this common case is a plain GPU allocation
+    if max(n_cached, owned) < rq[R_ILEN, r] // B and ins[i, I_FREE_CNT] > 0:
+        ok = _allocate_tiered(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_cached, B, base_lat, bw, newc)
+    else:
+        ok = kv_allocate_nb(kv, ins, i, rq, gseed, r, start, end, cached, n_cached, B)
+        if not ok:
+            ins[i, I_CPU_MISSES] += 1
     if s0 < 0 and rq[R_SLOT, r] >= 0:
         cpu[_SMA][i, rq[R_SLOT, r], _SM_TGEN] += 1  # a new tenancy of the slot (incremental mirror)
     return ok
@@ -757,35 +851,20 @@ def kv_allocate_tiered_nb(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_c
 
 @njit
 def _allocate_tiered(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_cached, B, base_lat, bw, newc):
+    """kv_allocate_tiered_nb when the reload scan runs."""
     hsh = kv[1]
     sb = kv[7]
     sl = kv[8]
     s = rq[R_SLOT, r]
     owned = sl[i, s] if s >= 0 else 0
-    reloaded = False
-    known = False
-    kend = np.int64(0)
-    # the scan covers prompt blocks k0 .. L//B - 1 and reloads nothing without a free GPU
-    # block: skip it (decode steps, a full GPU) without touching the hash chain
-    if max(n_cached, owned) < rq[R_ILEN, r] // B and ins[i, I_FREE_CNT] > 0:
-        k0 = n_cached
-        prev = hsh[i, cached[n_cached - 1]] if n_cached > 0 else _ZERO
-        # blocks 0..k0-1: the hashes of ``cached``, which the caller has just looked up by
-        # the request's own block hashes (known before the scan can recycle those blocks)
-        known = k0 <= cpu[_HBUF].shape[1]
-        if owned > k0:
-            k0 = owned
-            prev = hsh[i, sb[i, s, owned - 1]]
-            known = False  # the owned blocks' hashes need not be the request's chain
-        elif known:
-            for c in range(n_cached):
-                cpu[_HBUF][i, c] = hsh[i, cached[c]]
-        reloaded, kend = _reload_prefix(kv, cpu, ins, i, rq, gseed, r, k0, prev, B, base_lat, bw)
+    k0 = n_cached
+    prev = hsh[i, cached[n_cached - 1]] if n_cached > 0 else _ZERO
+    if owned > k0:
+        k0 = owned
+        prev = hsh[i, sb[i, s, owned - 1]]
+    reloaded = _reload_prefix(kv, cpu, ins, i, rq, gseed, r, k0, prev, B, base_lat, bw)
     if reloaded:
-        if known:
-            nc = _cached_after_reload(kv, cpu, i, rq, gseed, r, B, min(kend, cpu[_HBUF].shape[1]), newc)
-        else:
-            nc = kv_cached_blocks_nb(kv, i, rq, gseed, r, B, newc)
+        nc = kv_cached_blocks_nb(kv, i, rq, gseed, r, B, newc)
         new_start = nc * B
         if new_start > start:
             exists = rq[R_SLOT, r] >= 0

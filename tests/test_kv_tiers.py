@@ -28,11 +28,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kv_views import blocks_of, free_list
+from kv_views import assert_memo_consistent, blocks_of, free_list
 from blis.cli import main
 from blis.engine import EngineConfig, Simulation
 from blis.kernels import layout as Lo
-from blis.kernels.kvcache import (CPU_HBUF, CPU_TM, cpu_tier_order, kv_allocate_tiered_nb, kv_cached_blocks_nb,
+from blis.kernels.kvcache import (CPU_HBUF, CPU_TM, KV_NSTATE, cpu_tier_order, kv_allocate_tiered_nb, kv_cached_blocks_nb,
                                   kv_init_nb, kv_mirror_to_cpu_nb, kv_release_nb, make_cpu_tier_arrays, make_kv_arrays)
 from blis.kernels.latency import BACKEND_LINEAR
 from blis.kernels.lru import LRU_HT, LRU_META, lru_init_nb
@@ -49,8 +49,8 @@ _LRU_HEAD, _LRU_TAIL, _LRU_USED, _LRU_FREE = 0, 1, 2, 3  # kernels/lru.py meta c
 
 # ---------------------------------------------------------------- kernel harness
 class TieredKV:
-    """Kernel state of one instance row with a CPU tier: the ``kv`` tuple (13 arrays, from
-    ``make_kv_arrays``), the CPU tier tuple (``make_cpu_tier_arrays``), ``ins``, ``rq``, group seeds.
+    """Kernel state of one instance row with a CPU tier: the ``kv`` tuple (``make_kv_arrays``:
+    KV_NSTATE state arrays, then the block-hash memo), the CPU tier tuple (``make_cpu_tier_arrays``), ``ins``, ``rq``, group seeds.
     ``incremental=False`` keeps the CPU tier on BLIS's plain mirror pass (the reference the
     incremental pass is checked against)."""
 
@@ -67,7 +67,7 @@ class TieredKV:
         # test_retry_after_failed_partial_commit_commits_a_block_twice), the engine sizes them tighter
         self.max_blocks = 4 * (total_blocks + 1)
         self.kv = make_kv_arrays(n_inst, total_blocks, self.n_slots, self.max_blocks)
-        assert len(self.kv) == 13
+        assert len(self.kv) == KV_NSTATE + 2
         self.cpu = make_cpu_tier_arrays(n_inst, cpu_blocks, self.n_slots, self.max_blocks)
         self.ins = np.zeros((n_inst, Lo.NIF), np.int64)
         for i in range(n_inst):
@@ -99,9 +99,10 @@ class TieredKV:
         return [a[i].copy() for a in self.kv] + [a[i].copy() for a in self.cpu] + [self.ins[i].copy()]
 
     def snapshot(self):
-        """Copies of all state arrays but the reload scan's hash buffer (scratch, CPU_HBUF)."""
+        """Copies of all state arrays but the caches (the block-hash memo ``kv[KV_NSTATE:]`` and
+        the CPU tier's scratch buffer CPU_HBUF)."""
         cpu = [a for idx, a in enumerate(self.cpu) if idx != CPU_HBUF]
-        return [a.copy() for a in self.kv] + [a.copy() for a in cpu] + [self.ins.copy(), self.rq.copy()]
+        return [a.copy() for a in self.kv[:KV_NSTATE]] + [a.copy() for a in cpu] + [self.ins.copy(), self.rq.copy()]
 
     def assert_row0_untouched(self):
         for a, b in zip(self.row0, self._row_copy(0)):
@@ -217,6 +218,7 @@ def assert_tier_invariants(k):
     assert 0 <= evicted <= mirrored
     assert k.paid + int(k.ins[ROW, Lo.I_PENDING_LAT]) == int(k.ins[ROW, Lo.I_CPU_HITS]) * k.cost, \
         "transfer latency != CPU hits x (base + ceil(B / bandwidth))"
+    assert_memo_consistent(k.kv, k.rq, k.gseed, ROW)
     k.assert_row0_untouched()
 
 
