@@ -53,3 +53,14 @@ def assert_memo_consistent(kv, rq, gseed, row):
             want = np.uint64(req_block_hash_nb(rq, gseed, r, prev, j * B, B))
             assert int(want) == h, f"memo entry of request {r}: block {j} hash differs"
             prev = want
+
+
+def assert_slot_hash_cache(kv, row, B):
+    """The slots' hash cache (kv[15]): entry j of each held slot is the hash of the slot's
+    block j if that block is full and hashed, else 0."""
+    sb, sl, hsh, fill, sh = kv[7], kv[8], kv[1], kv[2], kv[15]
+    for s in range(sl.shape[1]):
+        for j in range(min(int(sl[row, s]), sh.shape[2])):
+            b = int(sb[row, s, j])
+            want = int(hsh[row, b]) if int(fill[row, b]) == B else 0
+            assert int(sh[row, s, j]) == want, f"slot {s} block {j} (block {b}): cached hash differs"

@@ -22,17 +22,19 @@ work and invalid values are one clear line with exit 1.
 """
 import dataclasses
 import math
+from collections import OrderedDict
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kv_views import assert_memo_consistent, blocks_of, free_list
+from kv_views import assert_memo_consistent, assert_slot_hash_cache, blocks_of, free_list
 from blis.cli import main
 from blis.engine import EngineConfig, Simulation
 from blis.kernels import layout as Lo
-from blis.kernels.kvcache import (CPU_HBUF, CPU_TM, KV_NSTATE, cpu_tier_order, kv_allocate_tiered_nb, kv_cached_blocks_nb,
+from blis.kernels.kvcache import (CPU_SCRATCH, CPU_TM, KV_NSTATE, _cpu_store, cpu_tier_order, kv_allocate_tiered_nb,
+                                  kv_cached_blocks_nb, kv_cpu_touch_nb,
                                   kv_init_nb, kv_mirror_to_cpu_nb, kv_release_nb, make_cpu_tier_arrays, make_kv_arrays)
 from blis.kernels.latency import BACKEND_LINEAR
 from blis.kernels.lru import LRU_HT, LRU_META, lru_init_nb
@@ -50,7 +52,7 @@ _LRU_HEAD, _LRU_TAIL, _LRU_USED, _LRU_FREE = 0, 1, 2, 3  # kernels/lru.py meta c
 # ---------------------------------------------------------------- kernel harness
 class TieredKV:
     """Kernel state of one instance row with a CPU tier: the ``kv`` tuple (``make_kv_arrays``:
-    KV_NSTATE state arrays, then the block-hash memo), the CPU tier tuple (``make_cpu_tier_arrays``), ``ins``, ``rq``, group seeds.
+    KV_NSTATE state arrays, then caches: the block-hash memo, the slots' hashes), the CPU tier tuple (``make_cpu_tier_arrays``), ``ins``, ``rq``, group seeds.
     ``incremental=False`` keeps the CPU tier on BLIS's plain mirror pass (the reference the
     incremental pass is checked against)."""
 
@@ -67,7 +69,7 @@ class TieredKV:
         # test_retry_after_failed_partial_commit_commits_a_block_twice), the engine sizes them tighter
         self.max_blocks = 4 * (total_blocks + 1)
         self.kv = make_kv_arrays(n_inst, total_blocks, self.n_slots, self.max_blocks)
-        assert len(self.kv) == KV_NSTATE + 2
+        assert len(self.kv) == KV_NSTATE + 3
         self.cpu = make_cpu_tier_arrays(n_inst, cpu_blocks, self.n_slots, self.max_blocks)
         self.ins = np.zeros((n_inst, Lo.NIF), np.int64)
         for i in range(n_inst):
@@ -100,8 +102,8 @@ class TieredKV:
 
     def snapshot(self):
         """Copies of all state arrays but the caches (the block-hash memo ``kv[KV_NSTATE:]`` and
-        the CPU tier's scratch buffer CPU_HBUF)."""
-        cpu = [a for idx, a in enumerate(self.cpu) if idx != CPU_HBUF]
+        the CPU tier's scratch array CPU_SCRATCH)."""
+        cpu = [a for idx, a in enumerate(self.cpu) if idx != CPU_SCRATCH]
         return [a.copy() for a in self.kv[:KV_NSTATE]] + [a.copy() for a in cpu] + [self.ins.copy(), self.rq.copy()]
 
     def assert_row0_untouched(self):
@@ -219,6 +221,7 @@ def assert_tier_invariants(k):
     assert k.paid + int(k.ins[ROW, Lo.I_PENDING_LAT]) == int(k.ins[ROW, Lo.I_CPU_HITS]) * k.cost, \
         "transfer latency != CPU hits x (base + ceil(B / bandwidth))"
     assert_memo_consistent(k.kv, k.rq, k.gseed, ROW)
+    assert_slot_hash_cache(k.kv, ROW, k.B)
     k.assert_row0_untouched()
 
 
@@ -313,6 +316,35 @@ def test_block_conservation_across_tiers_after_every_operation(workload, ops):
     assert sorted(k.free_list()) == list(range(nb))
     assert int(k.ins[ROW, Lo.I_SLOT_FREE_N]) == k.n_slots
     assert_tier_invariants(k)
+
+
+# ---------------------------------------------------------------- the CPU tier's LRU order
+@SETTINGS
+@given(st.integers(1, 9), st.lists(st.tuples(st.booleans(), st.integers(1, 14)), min_size=1, max_size=400))
+def test_cpu_tier_order_is_lru_under_stores_and_touches(cap, ops):
+    """The CPU tier's order (a ring of nodes with lazy deletion, compacted in place) against an
+    OrderedDict: store of an absent hash (evicting the least recent entry when full) and touch
+    (move to the most recent end), many times the ring's length."""
+    cpu = make_cpu_tier_arrays(2, cap, 2, 2)
+    ins = np.zeros((2, Lo.NIF), np.int64)
+    for i in range(2):
+        lru_init_nb(cpu, i)
+    row0 = [a[0].copy() for a in cpu]
+    model = OrderedDict()
+    for store, x in ops:
+        h = (x * 0x9E3779B97F4A7C15) % 2 ** 64
+        if store and h not in model:
+            if len(model) == cap:
+                model.popitem(last=False)
+            model[h] = None
+            _cpu_store(cpu, ins, ROW, np.uint64(h), cap, True)
+        elif not store:
+            if h in model:
+                model.move_to_end(h)
+            kv_cpu_touch_nb(cpu, ROW, np.uint64(h))
+        assert [int(cpu[0][ROW, nd]) for nd in cpu_tier_order(cpu, ROW)] == list(model)
+    assert int(ins[ROW, Lo.I_CPU_MIRROR]) - int(ins[ROW, Lo.I_CPU_EVICT]) == len(model)
+    assert all(np.array_equal(a[0], b) for a, b in zip(cpu, row0))
 
 
 # ---------------------------------------------------------------- incremental mirror == plain mirror

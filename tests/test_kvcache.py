@@ -12,7 +12,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kv_views import assert_memo_consistent, blocks_of, free_list
+from kv_views import assert_memo_consistent, assert_slot_hash_cache, blocks_of, free_list
 from blis.kernels import layout as Lo
 from blis.kernels.kvcache import (KV_NSTATE, MEMO_E, kv_allocate_nb, kv_cached_blocks_nb, kv_init_nb, kv_release_nb,
                                   make_kv_arrays, memo_entries)
@@ -161,6 +161,7 @@ def assert_same_state(k, nv, reqs, bij):
         assert k.blocks_of(req.id) == nv.request_map.get(req.id), f"request {req.id} blocks"
     assert_kv_conservation(k)
     assert_memo_consistent(k.kv, k.rq, k.gseed, ROW)
+    assert_slot_hash_cache(k.kv, ROW, k.B)
     k.assert_row0_untouched()
 
 
