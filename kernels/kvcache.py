@@ -427,15 +427,17 @@ def kv_release_nb(kv, ins, i, rq, r):
 # on the GPU into free GPU blocks (as cached, unreferenced blocks at the free-list
 # tail), paying base + ceil(B / bandwidth) us per block on the next step.
 #
-# The CPU tier is an LRU set of hashes (hash table and nodes from kernels/lru.py, its
-# own order, below): a block's hash stands for its content.
+# The CPU tier is an LRU set of hashes (a block's hash stands for its content): nodes, a
+# packed hash table as in kernels/lru.py (a slot holds the hash's high half and node + 1),
+# but each node's record holds its hash next to its place in the order and its count, so
+# that confirming a lookup, evicting and counting touch one cache line per node.
 
 from .layout import I_CPU_EVICT, I_CPU_HITS, I_CPU_MIRROR, I_CPU_MISSES, I_PENDING_LAT  # noqa: E402
 from llvmlite import ir  # noqa: E402
 from numba.core import cgutils, types  # noqa: E402
 from numba.extending import intrinsic  # noqa: E402
 
-from .lru import LRU_HT, LRU_META, lru_drop_node_nb, lru_find_nb, lru_new_node_nb, make_lru_arrays  # noqa: E402
+from .lru import LRU_FREE, LRU_HT, LRU_META, make_lru_arrays  # noqa: E402
 
 # Cheap exact mirroring.  The plain pass touches every full block of the batch every step.
 # Its result is fixed by far less: after a pass the LRU order is "cold entries (in order)
@@ -464,12 +466,12 @@ from .lru import LRU_HT, LRU_META, lru_drop_node_nb, lru_find_nb, lru_new_node_n
 # Eviction and its warm-up then read consecutive cells instead of chasing list links, and
 # unlisting touches no neighbour.  The Y segment is the ring suffix from a cell index.
 #
-# cpu tuple = lru arrays (5: hashes, hash table, free nodes, meta; their list links are not
-# used) + msb int32[n, slots, max_blocks] (nodes each slot contributed), sm int64[n, slots, 5]
+# cpu tuple = lru arrays (5: hash table, free nodes, meta (head, tail unused; used, free
+# count); the node hashes and list links are not used) + msb int32[n, slots, max_blocks] (nodes each slot contributed), sm int64[n, slots, 5]
 # (_SM_*), mbt int32[n, slots] (slots of the last batch, in order), tm int64[n, 12] (_TM_*),
 # cur int32[n, 3, slots] (scratch: the batch's, the dirty and the departed slots of a pass),
-# rec int32[n, capacity, 2] (per node: ring cell + 1 (0 = not listed), occurrence count in
-# the last batch), ring int32[n, 4 * capacity] (node ids, -1 = cleared cell).
+# rec int32[n, capacity, 4] (per node: _R_* fields), ring int32[n, 4 * capacity] (node ids,
+# -1 = cleared cell).
 # Every array but the lru ones starts at zero (lru_init_nb initialises those).
 _MSB, _SMA, _MBT, _TMA, _CUR, _REC, _RING = 5, 6, 7, 8, 9, 10, 11
 #: index of the tm array in the cpu tuple (tests set ``cpu[CPU_TM][:, 6] = 1`` for the plain pass)
@@ -486,7 +488,10 @@ _SM_LEN, _SM_GEN, _SM_TGEN, _SM_LAST, _SM_CONT = 0, 1, 2, 3, 4
 #: cell, ring tail cell (next to write), pass stamp
 _TM_MODE, _TM_YMARK, _TM_YTOUCH, _TM_NUNL, _TM_MBN, _TM_PASS, _TM_OFF, _TM_FALLBACK = 0, 1, 2, 3, 4, 5, 6, 7
 _TM_RH, _TM_RT, _TM_STAMP = 9, 10, 11
-_R_POS, _R_CNT = 0, 1
+#: node record fields: the hash's low and high halves, ring cell + 1 (0 = not listed),
+#: occurrence count in the last batch (incremental mode)
+_R_LO, _R_HI, _R_POS, _R_CNT = 0, 1, 2, 3
+_HI32 = np.uint64(0xFFFFFFFF00000000)
 _S32 = np.uint64(32)
 _LO32 = np.uint64(0xFFFFFFFF)
 
@@ -498,7 +503,13 @@ def make_cpu_tier_arrays(n_rows, capacity, n_slots, max_blocks):
     return lru + (np.zeros((n_rows, n_slots, max_blocks), np.int32),
                   np.zeros((n_rows, n_slots, 5), np.int64), np.zeros((n_rows, n_slots), np.int32),
                   np.zeros((n_rows, 12), np.int64), np.zeros((n_rows, 3, n_slots), np.int32),
-                  np.zeros((n_rows, cap, 2), np.int32), np.zeros((n_rows, max(4 * cap, 16)), np.int32))
+                  np.zeros((n_rows, cap, 4), np.int32), np.zeros((n_rows, max(4 * cap, 16)), np.int32))
+
+
+def cpu_node_hashes(cpu, i):
+    """uint64 array: the hash each node of row i's CPU tier holds (meaningful for resident nodes)."""
+    rec = cpu[_REC][i]
+    return (rec[:, _R_HI].view(np.uint32).astype(np.uint64) << np.uint64(32)) | rec[:, _R_LO].view(np.uint32)
 
 
 def cpu_tier_order(cpu, i):
@@ -552,6 +563,74 @@ def _prefetch(typingctx, arr, i, j):
         builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
         return context.get_dummy_value()
     return types.void(arr, i, j), codegen
+
+
+# ---- the hash table (ht = cpu[LRU_HT]; linear probing from the slot the high half names,
+# backward-shift deletion, as kernels/lru.py) and the nodes
+
+@njit
+def _ct_find(ht, rec, i, h):
+    """Node holding hash h, or -1."""
+    mask = ht.shape[1] - 1
+    tag = h & _HI32
+    lo = np.int32(h)
+    j = np.int64((h >> _S32) & np.uint64(mask))
+    while True:
+        e = ht[i, j]
+        if e == _ZERO:
+            return np.int64(-1)
+        if (e & _HI32) == tag:
+            nd = np.int64(e & _LO32) - 1
+            if rec[i, nd, _R_LO] == lo:
+                return nd
+        j = (j + 1) & mask
+
+
+@njit
+def _ct_new(ht, rec, free, meta, i, h):
+    """Register absent hash h on a free node (not listed); returns the node."""
+    meta[i, 3] -= 1
+    nd = np.int64(free[i, meta[i, 3]])
+    rec[i, nd, _R_LO] = np.int32(h)
+    rec[i, nd, _R_HI] = np.int32(h >> _S32)
+    mask = ht.shape[1] - 1
+    j = np.int64((h >> _S32) & np.uint64(mask))
+    while ht[i, j] != _ZERO:
+        j = (j + 1) & mask
+    ht[i, j] = (h & _HI32) | np.uint64(nd + 1)
+    meta[i, 2] += 1
+    return nd
+
+
+@njit
+def _ct_drop(ht, rec, free, meta, i, nd):
+    """Delete node nd's hash (backward shift) and free the node (already unlisted)."""
+    mask = ht.shape[1] - 1
+    key = np.uint64(nd + 1)
+    j = np.int64(np.uint64(np.uint32(rec[i, nd, _R_HI])) & np.uint64(mask))
+    while (ht[i, j] & _LO32) != key:
+        j = (j + 1) & mask
+    ht[i, j] = _ZERO
+    k = j
+    while True:
+        k = (k + 1) & mask
+        e = ht[i, k]
+        if e == _ZERO:
+            break
+        ideal = np.int64((e >> _S32) & np.uint64(mask))
+        # keep e where it is if its home slot lies cyclically in (j, k]
+        if j <= k:
+            if j < ideal and ideal <= k:
+                continue
+        else:
+            if ideal <= k or ideal > j:
+                continue
+        ht[i, j] = e
+        ht[i, k] = _ZERO
+        j = k
+    meta[i, 2] -= 1
+    free[i, meta[i, 3]] = nd
+    meta[i, 3] += 1
 
 
 # ---- the ring (listed entries in LRU order); ring, rec, tm = cpu[_RING], cpu[_REC], cpu[_TMA]
@@ -647,7 +726,7 @@ def _ring_relist_y(ring, rec, tm, i, end):
 @njit
 def kv_cpu_touch_nb(cpu, i, h):
     """CPU-tier touch(h) of a reload: h becomes the most recent entry (no-op if absent)."""
-    nd = lru_find_nb(cpu, i, h)
+    nd = _ct_find(cpu[LRU_HT], cpu[_REC], i, h)
     if nd >= 0:
         _cpu_touch_node(cpu[_RING], cpu[_REC], cpu[_TMA], i, nd)
 
@@ -675,13 +754,16 @@ def _cpu_store(cpu, ins, i, h, capacity, listed):
     ring = cpu[_RING]
     rec = cpu[_REC]
     tm = cpu[_TMA]
+    ht = cpu[LRU_HT]
+    free = cpu[LRU_FREE]
+    meta = cpu[LRU_META]
     v = np.int64(-1)
-    if cpu[LRU_META][i, 2] >= capacity:
+    if meta[i, 2] >= capacity:
         v = _ring_pop_head(ring, rec, tm, i)
         if v >= 0:
-            lru_drop_node_nb(cpu, i, v)
+            _ct_drop(ht, rec, free, meta, i, v)
             ins[i, I_CPU_EVICT] += 1
-    nd = lru_new_node_nb(cpu, i, h)
+    nd = _ct_new(ht, rec, free, meta, i, h)
     if listed:
         _ring_append(ring, rec, tm, i, nd)
     ins[i, I_CPU_MIRROR] += 1
@@ -707,7 +789,6 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
     rec = cpu[_REC]
     ring = cpu[_RING]
     ht = cpu[LRU_HT]
-    chash = cpu[0]
     hmask = np.uint64(ht.shape[1] - 1)
     tm[i, _TM_PASS] += 1
     tm[i, _TM_STAMP] += 1
@@ -770,14 +851,14 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
                 _prefetch(rec[i], msb[i, s, j], 0)
             dep += sm[i, s, _SM_LEN]
     # the entries the stores may evict (at most work - free room, from the head): their
-    # hashes and hash-table home slots
+    # records (the stores' new nodes) and hash-table home slots
     nev = min(used + work - capacity, work)
     x = tm[i, _TM_RH]
     t = tm[i, _TM_RT]
     while nev > 0 and x < t:
         v = ring[i, x]
         if v >= 0:
-            _prefetch(ht, i, np.int64((chash[i, v] >> _S32) & hmask))
+            _prefetch(ht, i, np.int64(np.uint64(np.uint32(rec[i, v, _R_HI])) & hmask))
             nev -= 1
         x += 1
     # the nodes the new blocks' home slots name (usually the block's entry when present)
@@ -790,9 +871,7 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
                     break
                 e = ht[i, np.int64((h >> _S32) & hmask)]
                 if e != _ZERO:
-                    nd = np.int64(e & _LO32) - 1
-                    _prefetch(chash, i, nd)
-                    _prefetch(rec[i], nd, 0)
+                    _prefetch(rec[i], np.int64(e & _LO32) - 1, 0)
     # 1. entries of departed slots, in last-batch order (listed before the Y segment)
     if dep > 0:
         _ring_reserve(ring, rec, tm, i, min(dep, capacity) + _y_span(tm, i))
@@ -815,7 +894,7 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
             h = sh[i, s, j]
             if h == _ZERO:
                 break
-            nd = lru_find_nb(cpu, i, h)
+            nd = _ct_find(ht, rec, i, h)
             if nd < 0:
                 nd, v = _cpu_store(cpu, ins, i, h, capacity, False)
                 tm[i, _TM_NUNL] += 1
@@ -856,7 +935,7 @@ def _materialize(cpu, i):
     for k in range(mbn):
         tot += sm[i, mbt[i, k], _SM_LEN]
     ring = cpu[_RING]
-    _ring_reserve(ring, rec, tm, i, min(tot, cpu[0].shape[1]) + _y_span(tm, i))
+    _ring_reserve(ring, rec, tm, i, min(tot, rec.shape[1]) + _y_span(tm, i))
     end = tm[i, _TM_RT]
     for k in range(mbn):  # an entry is listed at its last occurrence (its count reaches 0)
         s = mbt[i, k]
@@ -888,6 +967,7 @@ def _mirror_plain(kv, cpu, ins, i, rq, bt, blen, B, capacity):
     tm = cpu[_TMA]
     rec = cpu[_REC]
     ring = cpu[_RING]
+    ht = cpu[LRU_HT]
     ok = tm[i, _TM_OFF] == 0
     ps = tm[i, _TM_STAMP]
     nbt = 0
@@ -904,7 +984,7 @@ def _mirror_plain(kv, cpu, ins, i, rq, bt, blen, B, capacity):
             if h == _ZERO or fill[i, b] < B:
                 prefix = False
                 continue
-            nd = lru_find_nb(cpu, i, h)
+            nd = _ct_find(ht, rec, i, h)
             if nd >= 0:
                 _ring_unlist(ring, rec, i, nd)
                 _ring_append(ring, rec, tm, i, nd)
@@ -971,7 +1051,7 @@ def _reload_prefix(kv, cpu, ins, i, rq, gseed, r, start_block, prev, B, base_lat
         if ht_get_nb(htk, htv, i, h) >= 0:
             prev = h
             continue
-        nd = lru_find_nb(cpu, i, h)
+        nd = _ct_find(cpu[LRU_HT], cpu[_REC], i, h)
         if nd < 0 or count >= max_reloads:
             return reloaded
         b = ins[i, I_FREE_HEAD]

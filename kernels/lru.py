@@ -222,8 +222,7 @@ def lru_record_nb(lru, i, h, capacity):
     return _store_absent(lru, i, h, capacity)
 
 
-# ---- node-level operations (for callers that keep some present entries off the list, or
-# that keep their own order of the nodes, e.g. the CPU KV tier in kernels/kvcache.py)
+# ---- node-level operations (for callers that keep some present entries off the list)
 
 @njit
 def lru_linked_nb(lru, i, nd):
@@ -278,18 +277,6 @@ def lru_evict_head_nb(lru, i):
     free[i, meta[i, _FREE]] = v
     meta[i, _FREE] += 1
     return v
-
-
-@njit
-def lru_drop_node_nb(lru, i, nd):
-    """Remove node nd's hash and free the node (for callers that keep their own order:
-    nd must already be off any list)."""
-    free = lru[LRU_FREE]
-    meta = lru[LRU_META]
-    _ht_remove(lru, i, lru[LRU_HASH][i, nd])
-    meta[i, _USED] -= 1
-    free[i, meta[i, _FREE]] = nd
-    meta[i, _FREE] += 1
 
 
 @njit

@@ -33,11 +33,12 @@ from kv_views import assert_memo_consistent, assert_slot_hash_cache, blocks_of, 
 from blis.cli import main
 from blis.engine import EngineConfig, Simulation
 from blis.kernels import layout as Lo
-from blis.kernels.kvcache import (CPU_SCRATCH, CPU_TM, KV_NSTATE, _cpu_store, cpu_tier_order, kv_allocate_tiered_nb,
+from blis.kernels.kvcache import (CPU_SCRATCH, CPU_TM, KV_NSTATE, _cpu_store, cpu_node_hashes, cpu_tier_order,
+                                  kv_allocate_tiered_nb,
                                   kv_cached_blocks_nb, kv_cpu_touch_nb,
                                   kv_init_nb, kv_mirror_to_cpu_nb, kv_release_nb, make_cpu_tier_arrays, make_kv_arrays)
 from blis.kernels.latency import BACKEND_LINEAR
-from blis.kernels.lru import LRU_HT, LRU_META, lru_init_nb
+from blis.kernels.lru import LRU_FREE, LRU_HT, LRU_META, lru_init_nb
 from blis.latency import LatencyModel
 from blis.requests import RequestTable
 
@@ -151,13 +152,13 @@ class TieredKV:
 
     def cpu_list(self):
         """CPU-resident hashes, least recent first (the exact LRU order, checking the list links)."""
-        chash = self.cpu[0][ROW]
+        chash = cpu_node_hashes(self.cpu, ROW)
         return [int(chash[nd]) for nd in cpu_tier_order(self.cpu, ROW)]
 
     def cpu_table(self):
         """{hash: node} decoded from the packed CPU hash table, checking its probe invariant."""
         ht = self.cpu[LRU_HT][ROW]
-        chash = self.cpu[0][ROW]
+        chash = cpu_node_hashes(self.cpu, ROW)
         mask = len(ht) - 1
         table = {}
         for j, e in enumerate(ht.tolist()):
@@ -211,9 +212,9 @@ def assert_tier_invariants(k):
     assert 0 not in lst
     table = k.cpu_table()
     assert set(table) == set(lst), "CPU hash table and LRU list disagree"
-    chash = k.cpu[0][ROW]
+    chash = cpu_node_hashes(k.cpu, ROW)
     assert all(int(chash[nd]) == h for h, nd in table.items())
-    assert int(meta[_LRU_FREE]) + int(meta[_LRU_USED]) == k.cpu[0].shape[1]
+    assert int(meta[_LRU_FREE]) + int(meta[_LRU_USED]) == k.cpu[LRU_FREE].shape[1]  # capacity
     # counters
     mirrored, evicted = int(k.ins[ROW, Lo.I_CPU_MIRROR]), int(k.ins[ROW, Lo.I_CPU_EVICT])
     assert mirrored - evicted == len(lst), "CPU used != mirrored - evicted"
@@ -342,7 +343,8 @@ def test_cpu_tier_order_is_lru_under_stores_and_touches(cap, ops):
             if h in model:
                 model.move_to_end(h)
             kv_cpu_touch_nb(cpu, ROW, np.uint64(h))
-        assert [int(cpu[0][ROW, nd]) for nd in cpu_tier_order(cpu, ROW)] == list(model)
+        hashes = cpu_node_hashes(cpu, ROW)
+        assert [int(hashes[nd]) for nd in cpu_tier_order(cpu, ROW)] == list(model)
     assert int(ins[ROW, Lo.I_CPU_MIRROR]) - int(ins[ROW, Lo.I_CPU_EVICT]) == len(model)
     assert all(np.array_equal(a[0], b) for a, b in zip(cpu, row0))
 
