@@ -18,7 +18,7 @@ Arrays (tuple ``kv``):
   logh uint64[n_inst, LCAP], logop int8[n_inst, LCAP]  (hash-table change log that
   keeps the router's delayed cache snapshot up to date; see kernels/engine.py),
   then caches that carry no state (``kv[KV_NSTATE:]``): the block-hash memo (see below)
-  mh uint64[n_inst, MEMO_E, max_blocks], mt int64[n_inst, MEMO_E + 1, 9], and
+  mh uint64[n_inst, MEMO_E, max_blocks], mt int64[n_inst, MEMO_E, 9], and
   sh uint64[n_inst, n_slots, max_blocks]: sh[s, j] = hash of slot s's block j if that block
   is full and hashed, else 0 (kept by slot_append_nb and the allocation that fills and
   hashes a slot's block; a block's hash and fill cannot change otherwise while a slot holds
@@ -40,8 +40,8 @@ _ZERO = np.uint64(0)
 #: (the block-hash memo and the slots' block hashes): pure functions of the state, or, for
 #: the memo, only ever used where they equal what they stand for
 KV_NSTATE = 13
-#: memo entries (requests) per instance row
-MEMO_E = 4
+#: memo entries per instance row (direct mapped: request row r uses entry r % MEMO_E)
+MEMO_E = 32
 _MH, _MT, _SH = 13, 14, 15
 #: memo entry tag fields: request row, hashes held, block size, then the row's content fields
 _MT_R, _MT_N, _MT_B, _MT_ILEN, _MT_PLEN, _MT_CSEED, _MT_GSEED, _MT_CTXP, _MT_CTXLEN = 0, 1, 2, 3, 4, 5, 6, 7, 8
@@ -50,8 +50,7 @@ _MT_R, _MT_N, _MT_B, _MT_ILEN, _MT_PLEN, _MT_CSEED, _MT_GSEED, _MT_CTXP, _MT_CTX
 def make_kv_arrays(n_inst, total_blocks, n_slots, max_blocks, log_capacity=4096):
     """Allocate the ``kv`` tuple for ``n_inst`` instances (call kv_init_nb on each)."""
     htcap = 1 << int(np.ceil(np.log2(max(2 * total_blocks, 16))))
-    mt = np.full((n_inst, MEMO_E + 1, 9), -1, np.int64)
-    mt[:, MEMO_E, 0] = 0  # next entry to replace
+    mt = np.full((n_inst, MEMO_E, 9), -1, np.int64)
     return (np.zeros((n_inst, total_blocks), np.int32), np.zeros((n_inst, total_blocks), np.uint64),
             np.zeros((n_inst, total_blocks), np.int32), np.zeros((n_inst, total_blocks), np.int32),
             np.zeros((n_inst, total_blocks), np.int32), np.zeros((n_inst, htcap), np.uint64),
@@ -103,7 +102,6 @@ def kv_init_nb(kv, ins, i, total_blocks):
         prv[i, b] = b - 1
     htk[i, :] = _ZERO
     kv[_MT][i, :, :] = -1
-    kv[_MT][i, kv[_MT].shape[1] - 1, 0] = 0
     ins[i, I_FREE_HEAD] = 0
     ins[i, I_FREE_TAIL] = total_blocks - 1
     ins[i, I_FREE_CNT] = total_blocks
@@ -166,8 +164,9 @@ def slot_append_nb(kv, ins, i, s, b, B):
 # ---------------------------------------------------------------- block-hash memo
 # A request's prompt is hashed again and again: every admission attempt of the wait-queue
 # head (kv_cached_blocks_nb), the CPU tier's reload scan, and the allocation that hashes
-# the blocks it fills.  Each instance row keeps the chained block hashes of its MEMO_E
-# most recently started requests: entry e holds h_0 .. h_{n-1} of request mt[e, R], where
+# the blocks it fills.  Each instance row keeps the chained block hashes of up to MEMO_E
+# requests (request row r in entry r % MEMO_E, the one started last there): entry e holds
+# h_0 .. h_{n-1} of request mt[e, R], where
 # h_j = req_block_hash_nb(rq, gseed, r, h_{j-1}, j*B, B) and h_{-1} = 0.  A hash is taken
 # from the memo only for a block-aligned position j*B whose ``prev`` is h_{j-1} (the same
 # chain), so the result is exactly what req_block_hash_nb returns; an entry is started by
@@ -179,7 +178,7 @@ def memo_entries(kv, i):
     content tag being (ILEN, PLEN, CSEED, group seed as int64, CTXP, CTXLEN) (tests, debugging)."""
     mh, mt = kv[_MH], kv[_MT]
     out = []
-    for e in range(mt.shape[1] - 1):
+    for e in range(mt.shape[1]):
         r = int(mt[i, e, _MT_R])
         if r >= 0:
             tag = tuple(int(x) for x in mt[i, e, _MT_ILEN:_MT_CTXLEN + 1])
@@ -190,26 +189,19 @@ def memo_entries(kv, i):
 @njit
 def _memo_find(mt, i, rq, gseed, r, B):
     """The memo entry of request row r, or -1."""
-    for e in range(mt.shape[1] - 1):
-        if mt[i, e, _MT_R] == r:
-            if (mt[i, e, _MT_B] == B and mt[i, e, _MT_ILEN] == rq[R_ILEN, r]
-                    and mt[i, e, _MT_PLEN] == rq[R_PLEN, r] and mt[i, e, _MT_CSEED] == rq[R_CSEED, r]
-                    and mt[i, e, _MT_GSEED] == np.int64(gseed[rq[R_GROUP, r]])
-                    and mt[i, e, _MT_CTXP] == rq[R_CTXP, r] and mt[i, e, _MT_CTXLEN] == rq[R_CTXLEN, r]):
-                return np.int64(e)
-            return np.int64(-1)
+    e = r % mt.shape[1]
+    if (mt[i, e, _MT_R] == r and mt[i, e, _MT_B] == B and mt[i, e, _MT_ILEN] == rq[R_ILEN, r]
+            and mt[i, e, _MT_PLEN] == rq[R_PLEN, r] and mt[i, e, _MT_CSEED] == rq[R_CSEED, r]
+            and mt[i, e, _MT_GSEED] == np.int64(gseed[rq[R_GROUP, r]])
+            and mt[i, e, _MT_CTXP] == rq[R_CTXP, r] and mt[i, e, _MT_CTXLEN] == rq[R_CTXLEN, r]):
+        return np.int64(e)
     return np.int64(-1)
 
 
 @njit
 def _memo_new(mt, i, rq, gseed, r, B):
-    """Start an (empty) entry for request row r in place of the oldest one."""
-    E = mt.shape[1] - 1
-    e = mt[i, E, 0]
-    mt[i, E, 0] = e + 1 if e + 1 < E else 0
-    for k in range(E):  # at most one entry per row
-        if mt[i, k, _MT_R] == r:
-            mt[i, k, _MT_R] = -1
+    """Start an (empty) entry for request row r (in its slot r % MEMO_E)."""
+    e = r % mt.shape[1]
     mt[i, e, _MT_R] = r
     mt[i, e, _MT_N] = 0
     mt[i, e, _MT_B] = B

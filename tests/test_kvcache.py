@@ -444,7 +444,7 @@ def test_cached_blocks_query_is_pure():
 
 
 def test_block_hash_memo_holds_each_requests_chain_and_ignores_changed_rows():
-    # 6 requests over one shared 8-token prefix (B=4), more than MEMO_E of them
+    # MEMO_E + 2 requests over one shared 8-token prefix (B=4): two share memo entries
     specs = [(1, 8, 12, 1, 100 + r) for r in range(MEMO_E + 2)]
     k, nv, reqs = make_pair(16, 4, specs, [0, 4242])
     assert k.allocate(0, 0, 0, 12)  # hashes request 0's 3 blocks (memo entry started at block 0)
@@ -455,6 +455,9 @@ def test_block_hash_memo_holds_each_requests_chain_and_ignores_changed_rows():
         assert k.cached(r) == k.blocks_of(0)[:2] == nv.get_cached_blocks(reqs[r].input)
         assert_memo_consistent(k.kv, k.rq, k.gseed, ROW)
     assert len(memo_entries(k.kv, ROW)) == MEMO_E
+    assert 0 not in {e[0] for e in memo_entries(k.kv, ROW)}  # request MEMO_E took its entry
+    assert k.cached(0) == k.blocks_of(0)
+    assert_memo_consistent(k.kv, k.rq, k.gseed, ROW)
     # a row whose content changed never uses its old entry: the query follows the new content
     r = len(specs) - 1
     k.rq[Lo.R_PLEN, r] = 0
