@@ -11,7 +11,8 @@ the router-side prefix-affinity index.  Tuple ``lru`` (index constants ``LRU_*``
   meta int64[n, 4] = (head, tail, used, free count).
 
 The hash table is open addressing with linear probing and backward-shift deletion
-(no tombstones, no rehash), power-of-two capacity at least twice the node count.
+(no tombstones, no rehash), power-of-two capacity at least twice the node count (or
+node count / load, see make_lru_arrays).
 A slot packs the high 32 bits of the hash with node + 1 (0 = empty slot); the
 probe starts at the slot named by the high 32 bits, so a probe compares slots
 without touching the nodes and a deletion finds every key's home slot from the
@@ -37,9 +38,11 @@ _LO = np.uint64(0xFFFFFFFF)
 _S32 = np.uint64(32)
 
 
-def make_lru_arrays(n_rows, capacity):
+def make_lru_arrays(n_rows, capacity, load=0.5):
+    """The ``lru`` tuple for ``n_rows`` rows of ``capacity`` entries (call lru_init_nb on each);
+    the hash table has the smallest power-of-two size >= capacity / ``load`` (at most 0.75)."""
     cap = max(int(capacity), 1)
-    hcap = 1 << int(np.ceil(np.log2(max(2 * cap, 16))))
+    hcap = 1 << int(np.ceil(np.log2(max(int(np.ceil(cap / min(float(load), 0.75))), 16))))
     node = np.full((n_rows, cap, 4), -1, np.int32)
     node[:, :, NODE_AUX:] = 0
     return (np.zeros((n_rows, cap), np.uint64), node, np.zeros((n_rows, hcap), np.uint64),
@@ -219,8 +222,7 @@ def lru_record_nb(lru, i, h, capacity):
     return _store_absent(lru, i, h, capacity)
 
 
-# ---- node-level operations (for callers that keep some present entries off the list,
-# e.g. the CPU KV tier's incremental mirror in kernels/kvcache.py)
+# ---- node-level operations (for callers that keep some present entries off the list)
 
 @njit
 def lru_linked_nb(lru, i, nd):

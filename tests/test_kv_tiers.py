@@ -22,20 +22,23 @@ work and invalid values are one clear line with exit 1.
 """
 import dataclasses
 import math
+from collections import OrderedDict
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kv_views import blocks_of, free_list
+from kv_views import assert_memo_consistent, assert_slot_hash_cache, blocks_of, free_list
 from blis.cli import main
 from blis.engine import EngineConfig, Simulation
 from blis.kernels import layout as Lo
-from blis.kernels.kvcache import (CPU_HBUF, CPU_TM, cpu_tier_order, kv_allocate_tiered_nb, kv_cached_blocks_nb,
+from blis.kernels.kvcache import (CPU_SCRATCH, CPU_TM, KV_NSTATE, _cpu_store, cpu_node_hashes, cpu_tier_order,
+                                  kv_allocate_tiered_nb,
+                                  kv_cached_blocks_nb, kv_cpu_touch_nb,
                                   kv_init_nb, kv_mirror_to_cpu_nb, kv_release_nb, make_cpu_tier_arrays, make_kv_arrays)
 from blis.kernels.latency import BACKEND_LINEAR
-from blis.kernels.lru import LRU_HT, LRU_META, lru_init_nb
+from blis.kernels.lru import LRU_FREE, LRU_HT, LRU_META, lru_init_nb
 from blis.latency import LatencyModel
 from blis.requests import RequestTable
 
@@ -49,8 +52,8 @@ _LRU_HEAD, _LRU_TAIL, _LRU_USED, _LRU_FREE = 0, 1, 2, 3  # kernels/lru.py meta c
 
 # ---------------------------------------------------------------- kernel harness
 class TieredKV:
-    """Kernel state of one instance row with a CPU tier: the ``kv`` tuple (13 arrays, from
-    ``make_kv_arrays``), the CPU tier tuple (``make_cpu_tier_arrays``), ``ins``, ``rq``, group seeds.
+    """Kernel state of one instance row with a CPU tier: the ``kv`` tuple (``make_kv_arrays``:
+    KV_NSTATE state arrays, then caches: the block-hash memo, the slots' hashes), the CPU tier tuple (``make_cpu_tier_arrays``), ``ins``, ``rq``, group seeds.
     ``incremental=False`` keeps the CPU tier on BLIS's plain mirror pass (the reference the
     incremental pass is checked against)."""
 
@@ -67,7 +70,7 @@ class TieredKV:
         # test_retry_after_failed_partial_commit_commits_a_block_twice), the engine sizes them tighter
         self.max_blocks = 4 * (total_blocks + 1)
         self.kv = make_kv_arrays(n_inst, total_blocks, self.n_slots, self.max_blocks)
-        assert len(self.kv) == 13
+        assert len(self.kv) == KV_NSTATE + 3
         self.cpu = make_cpu_tier_arrays(n_inst, cpu_blocks, self.n_slots, self.max_blocks)
         self.ins = np.zeros((n_inst, Lo.NIF), np.int64)
         for i in range(n_inst):
@@ -99,9 +102,10 @@ class TieredKV:
         return [a[i].copy() for a in self.kv] + [a[i].copy() for a in self.cpu] + [self.ins[i].copy()]
 
     def snapshot(self):
-        """Copies of all state arrays but the reload scan's hash buffer (scratch, CPU_HBUF)."""
-        cpu = [a for idx, a in enumerate(self.cpu) if idx != CPU_HBUF]
-        return [a.copy() for a in self.kv] + [a.copy() for a in cpu] + [self.ins.copy(), self.rq.copy()]
+        """Copies of all state arrays but the caches (the block-hash memo ``kv[KV_NSTATE:]`` and
+        the CPU tier's scratch array CPU_SCRATCH)."""
+        cpu = [a for idx, a in enumerate(self.cpu) if idx != CPU_SCRATCH]
+        return [a.copy() for a in self.kv[:KV_NSTATE]] + [a.copy() for a in cpu] + [self.ins.copy(), self.rq.copy()]
 
     def assert_row0_untouched(self):
         for a, b in zip(self.row0, self._row_copy(0)):
@@ -148,13 +152,13 @@ class TieredKV:
 
     def cpu_list(self):
         """CPU-resident hashes, least recent first (the exact LRU order, checking the list links)."""
-        chash = self.cpu[0][ROW]
+        chash = cpu_node_hashes(self.cpu, ROW)
         return [int(chash[nd]) for nd in cpu_tier_order(self.cpu, ROW)]
 
     def cpu_table(self):
         """{hash: node} decoded from the packed CPU hash table, checking its probe invariant."""
         ht = self.cpu[LRU_HT][ROW]
-        chash = self.cpu[0][ROW]
+        chash = cpu_node_hashes(self.cpu, ROW)
         mask = len(ht) - 1
         table = {}
         for j, e in enumerate(ht.tolist()):
@@ -208,15 +212,17 @@ def assert_tier_invariants(k):
     assert 0 not in lst
     table = k.cpu_table()
     assert set(table) == set(lst), "CPU hash table and LRU list disagree"
-    chash = k.cpu[0][ROW]
+    chash = cpu_node_hashes(k.cpu, ROW)
     assert all(int(chash[nd]) == h for h, nd in table.items())
-    assert int(meta[_LRU_FREE]) + int(meta[_LRU_USED]) == k.cpu[0].shape[1]
+    assert int(meta[_LRU_FREE]) + int(meta[_LRU_USED]) == k.cpu[LRU_FREE].shape[1]  # capacity
     # counters
     mirrored, evicted = int(k.ins[ROW, Lo.I_CPU_MIRROR]), int(k.ins[ROW, Lo.I_CPU_EVICT])
     assert mirrored - evicted == len(lst), "CPU used != mirrored - evicted"
     assert 0 <= evicted <= mirrored
     assert k.paid + int(k.ins[ROW, Lo.I_PENDING_LAT]) == int(k.ins[ROW, Lo.I_CPU_HITS]) * k.cost, \
         "transfer latency != CPU hits x (base + ceil(B / bandwidth))"
+    assert_memo_consistent(k.kv, k.rq, k.gseed, ROW)
+    assert_slot_hash_cache(k.kv, ROW, k.B)
     k.assert_row0_untouched()
 
 
@@ -311,6 +317,36 @@ def test_block_conservation_across_tiers_after_every_operation(workload, ops):
     assert sorted(k.free_list()) == list(range(nb))
     assert int(k.ins[ROW, Lo.I_SLOT_FREE_N]) == k.n_slots
     assert_tier_invariants(k)
+
+
+# ---------------------------------------------------------------- the CPU tier's LRU order
+@SETTINGS
+@given(st.integers(1, 9), st.lists(st.tuples(st.booleans(), st.integers(1, 14)), min_size=1, max_size=400))
+def test_cpu_tier_order_is_lru_under_stores_and_touches(cap, ops):
+    """The CPU tier's order (a ring of nodes with lazy deletion, compacted in place) against an
+    OrderedDict: store of an absent hash (evicting the least recent entry when full) and touch
+    (move to the most recent end), many times the ring's length."""
+    cpu = make_cpu_tier_arrays(2, cap, 2, 2)
+    ins = np.zeros((2, Lo.NIF), np.int64)
+    for i in range(2):
+        lru_init_nb(cpu, i)
+    row0 = [a[0].copy() for a in cpu]
+    model = OrderedDict()
+    for store, x in ops:
+        h = (x * 0x9E3779B97F4A7C15) % 2 ** 64
+        if store and h not in model:
+            if len(model) == cap:
+                model.popitem(last=False)
+            model[h] = None
+            _cpu_store(cpu, ins, ROW, np.uint64(h), cap, True)
+        elif not store:
+            if h in model:
+                model.move_to_end(h)
+            kv_cpu_touch_nb(cpu, ROW, np.uint64(h))
+        hashes = cpu_node_hashes(cpu, ROW)
+        assert [int(hashes[nd]) for nd in cpu_tier_order(cpu, ROW)] == list(model)
+    assert int(ins[ROW, Lo.I_CPU_MIRROR]) - int(ins[ROW, Lo.I_CPU_EVICT]) == len(model)
+    assert all(np.array_equal(a[0], b) for a, b in zip(cpu, row0))
 
 
 # ---------------------------------------------------------------- incremental mirror == plain mirror

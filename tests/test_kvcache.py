@@ -12,10 +12,10 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kv_views import blocks_of, free_list
+from kv_views import assert_memo_consistent, assert_slot_hash_cache, blocks_of, free_list
 from blis.kernels import layout as Lo
-from blis.kernels.kvcache import (kv_allocate_nb, kv_cached_blocks_nb, kv_init_nb, kv_release_nb,
-                                  make_kv_arrays)
+from blis.kernels.kvcache import (KV_NSTATE, MEMO_E, kv_allocate_nb, kv_cached_blocks_nb, kv_init_nb, kv_release_nb,
+                                  make_kv_arrays, memo_entries)
 from blis.kernels.prefix_hash import block_hash_nb, ht_del_nb, ht_get_nb, ht_put_nb
 
 from naive_kv import NaiveKVCache, NaiveRequest, request_tokens
@@ -59,7 +59,8 @@ class KernelKV:
         return [a[i].copy() for a in self.kv] + [self.ins[i].copy()]
 
     def snapshot(self):
-        return [a.copy() for a in self.kv] + [self.ins.copy(), self.rq.copy()]
+        """Copies of the state arrays (not the block-hash memo, a cache: ``kv[KV_NSTATE:]``)."""
+        return [a.copy() for a in self.kv[:KV_NSTATE]] + [self.ins.copy(), self.rq.copy()]
 
     def assert_unchanged_since(self, snap):
         now = self.snapshot()
@@ -159,6 +160,8 @@ def assert_same_state(k, nv, reqs, bij):
     for req in reqs:
         assert k.blocks_of(req.id) == nv.request_map.get(req.id), f"request {req.id} blocks"
     assert_kv_conservation(k)
+    assert_memo_consistent(k.kv, k.rq, k.gseed, ROW)
+    assert_slot_hash_cache(k.kv, ROW, k.B)
     k.assert_row0_untouched()
 
 
@@ -438,6 +441,30 @@ def test_cached_blocks_query_is_pure():
     snap = k.snapshot()
     assert k.cached(1) == [0, 1]
     k.assert_unchanged_since(snap)
+
+
+def test_block_hash_memo_holds_each_requests_chain_and_ignores_changed_rows():
+    # MEMO_E + 2 requests over one shared 8-token prefix (B=4): two share memo entries
+    specs = [(1, 8, 12, 1, 100 + r) for r in range(MEMO_E + 2)]
+    k, nv, reqs = make_pair(16, 4, specs, [0, 4242])
+    assert k.allocate(0, 0, 0, 12)  # hashes request 0's 3 blocks (memo entry started at block 0)
+    assert nv.allocate(reqs[0], 0, 12, [])
+    ent = {r: hashes for r, _, _, hashes in memo_entries(k.kv, ROW)}
+    assert ent == {0: [int(k.kv[1][ROW, b]) for b in k.blocks_of(0)]}
+    for r in range(1, len(specs)):  # admission queries: the shared prefix is cached
+        assert k.cached(r) == k.blocks_of(0)[:2] == nv.get_cached_blocks(reqs[r].input)
+        assert_memo_consistent(k.kv, k.rq, k.gseed, ROW)
+    assert len(memo_entries(k.kv, ROW)) == MEMO_E
+    assert 0 not in {e[0] for e in memo_entries(k.kv, ROW)}  # request MEMO_E took its entry
+    assert k.cached(0) == k.blocks_of(0)
+    assert_memo_consistent(k.kv, k.rq, k.gseed, ROW)
+    # a row whose content changed never uses its old entry: the query follows the new content
+    r = len(specs) - 1
+    k.rq[Lo.R_PLEN, r] = 0
+    assert k.cached(r) == []
+    k.rq[Lo.R_PLEN, r] = 8
+    assert k.cached(r) == k.blocks_of(0)[:2]
+    assert_memo_consistent(k.kv, k.rq, k.gseed, ROW)
 
 
 # ---------------------------------------------------------------- hash table
