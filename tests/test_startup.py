@@ -93,9 +93,18 @@ def test_the_early_helper_derives_the_command_lines_types():
     assert precompile._types_of_cli(argv) == want
 
 
-def test_helper_is_off_when_disabled_or_cached(monkeypatch):
+def test_helper_is_off_when_disabled_busy_or_cached(monkeypatch):
     monkeypatch.setenv("BLIS_PARALLEL_COMPILE", "0")
     assert not precompile.enabled()
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setenv("BLIS_PARALLEL_COMPILE", "")
+    monkeypatch.setattr(precompile, "_others_running", lambda: 1)
+    assert not precompile.enabled()  # the other CPU is busy
+    monkeypatch.setattr(precompile, "_others_running", lambda: 0)
+    assert precompile.enabled()
+    monkeypatch.setenv("BLIS_PARALLEL_COMPILE", "1")
+    monkeypatch.setattr(precompile, "_others_running", lambda: 5)
+    assert precompile.enabled()  # forced
     monkeypatch.delenv("BLIS_PARALLEL_COMPILE")
     sim, _ = simulate(random_table(3, n=4), toy())
     # cached now: no helper, nothing to reap
