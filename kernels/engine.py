@@ -31,7 +31,7 @@ _INT64_MAX = np.int64(9223372036854775807)
 
 
 # ------------------------------------------------------------------ heaps
-@njit
+@njit(inner=True)
 def _heap_less(ht, hk, row, a, b):
     ta = ht[row, a]
     tb = ht[row, b]
@@ -40,7 +40,7 @@ def _heap_less(ht, hk, row, a, b):
     return hk[row, a] < hk[row, b]
 
 
-@njit
+@njit(inner=True)
 def heap_push_nb(ht, hk, hr, lens, row, lenidx, t, key, payload):
     """Push (t, key, payload) on heap ``row``; ``lens[row, lenidx]`` is its length."""
     n = lens[row, lenidx]
@@ -59,7 +59,7 @@ def heap_push_nb(ht, hk, hr, lens, row, lenidx, t, key, payload):
             break
 
 
-@njit
+@njit(inner=True)
 def heap_pop_nb(ht, hk, hr, lens, row, lenidx):
     """Remove the top of heap ``row`` (caller read it at index 0 first)."""
     n = lens[row, lenidx] - 1
@@ -86,7 +86,7 @@ def heap_pop_nb(ht, hk, hr, lens, row, lenidx):
             break
 
 
-@njit
+@njit(inner=True)
 def _ipush(ev, ins, i, t, prio, r):
     ht, hk, hr = ev
     ins[i, I_SEQ] += 1
@@ -99,7 +99,7 @@ def wq_len_nb(ins, i):
     return ins[i, I_WQT] - ins[i, I_WQH]
 
 
-@njit
+@njit(inner=True)
 def _wq_append(wq, ins, i, r):
     t = ins[i, I_WQT]
     if t == wq.shape[1]:
@@ -113,7 +113,7 @@ def _wq_append(wq, ins, i, r):
     ins[i, I_WQT] = t + 1
 
 
-@njit
+@njit(inner=True)
 def _wq_prepend(wq, ins, i, r):
     h = ins[i, I_WQH]
     if h == 0:
@@ -130,7 +130,7 @@ def _wq_prepend(wq, ins, i, r):
     ins[i, I_WQH] = h - 1
 
 
-@njit
+@njit(inner=True)
 def _wq_remove_at(wq, ins, i, pos):
     t = ins[i, I_WQT]
     for k in range(pos, t - 1):
@@ -138,7 +138,7 @@ def _wq_remove_at(wq, ins, i, pos):
     ins[i, I_WQT] = t - 1
 
 
-@njit
+@njit(inner=True)
 def _id_less(rq, a, b):
     ka = rq[R_IDKEY, a]
     kb = rq[R_IDKEY, b]
@@ -147,7 +147,7 @@ def _id_less(rq, a, b):
     return rq[R_IDDIG, a] < rq[R_IDDIG, b]
 
 
-@njit
+@njit(inner=True)
 def _sched_less(rq, a, b):
     """Strict total order of the scheduler: (key, arrival, name) ascending."""
     ka = rq[R_SCHEDKEY, a]
@@ -161,7 +161,7 @@ def _sched_less(rq, a, b):
     return _id_less(rq, a, b)
 
 
-@njit
+@njit(inner=True)
 def _wq_reorder(wq, ins, i, rq, reorder):
     if reorder == 0:
         return
@@ -178,7 +178,7 @@ def _wq_reorder(wq, ins, i, rq, reorder):
 
 
 # ------------------------------------------------------------ ITL storage
-@njit
+@njit(inner=True)
 def _itl_append(itl, glob, rq, r, v):
     vals, nxt, free = itl[0], itl[1], itl[2]
     cnt = rq[R_ITLCNT, r]
@@ -198,7 +198,7 @@ def _itl_append(itl, glob, rq, r, v):
     rq[R_ITLSUM, r] += v
 
 
-@njit
+@njit(inner=True)
 def _itlh_slot(hk, row, key):
     mask = hk.shape[1] - 1
     j = key & mask
@@ -209,7 +209,7 @@ def _itlh_slot(hk, row, key):
         j = (j + 1) & mask
 
 
-@njit
+@njit(inner=True)
 def _itlh_reserve(itl, ins, i, v):
     """Make sure ITL value ``v`` has a key in instance i's histogram table."""
     hk = itl[3]
@@ -222,7 +222,7 @@ def _itlh_reserve(itl, ins, i, v):
         ins[i, I_ITLH_N] += 1
 
 
-@njit
+@njit(inner=True)
 def _itl_release(itl, glob, rq, r, commit, ins, i):
     """Free request r's ITL chunks; with ``commit`` count its values in the
     instance histogram first (every value was reserved when its step ran)."""
@@ -247,7 +247,7 @@ def _itl_release(itl, glob, rq, r, commit, ins, i):
 
 
 # ------------------------------------------------------------ instance logic
-@njit
+@njit(inner=True)
 def _fin(glob, scratch, cfg, rq, r, tick):
     """Note that request r reached a terminal state at ``tick`` (tenant in-flight accounting, finish hooks)."""
     rq[R_DONE_TICK, r] = tick
@@ -256,7 +256,7 @@ def _fin(glob, scratch, cfg, rq, r, tick):
         glob[G_FIN_N] += 1
 
 
-@njit
+@njit(inner=True)
 def _alloc(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_cached, cfg, cfgf, newc):
     """AllocateKVBlocks through the configured KV store (single tier or GPU+CPU).
 
@@ -268,7 +268,7 @@ def _alloc(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_cached, cfg, cfg
     return kv_allocate_nb(kv, ins, i, rq, gseed, r, start, end, cached, n_cached, cfg[C_BLOCK])
 
 
-@njit
+@njit(inner=True)
 def _enqueue(rq, ins, ev, wq, cfg, i, r, now):
     """EnqueueRequest: guards, drops, past-due, queue append, timeout event."""
     if rq[R_STATE, r] == ST_TIMED_OUT:
@@ -305,7 +305,7 @@ def _enqueue(rq, ins, ev, wq, cfg, i, r, now):
         _ipush(ev, ins, i, dl, np.int64(EP_TIMEOUT), r)
 
 
-@njit
+@njit(inner=True)
 def _preempt_victim(rq, bt, blen, code, i):
     v = blen - 1
     if code == PREEMPT_PRIORITY:
@@ -318,7 +318,7 @@ def _preempt_victim(rq, bt, blen, code, i):
     return v
 
 
-@njit
+@njit(inner=True)
 def _preempt_for_tokens(rq, ins, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, i, r, n, req_index, fb, newc):
     """Allocate n tokens for running request r, evicting victims as needed.
     ``fb`` = [budget, preempted_happened, n_preempted]. Returns (ok, adjustment)."""
@@ -354,7 +354,7 @@ def _preempt_for_tokens(rq, ins, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, i
             return False, adj
 
 
-@njit
+@njit(inner=True)
 def _form_batch(rq, ins, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, i, now, scratch, newly):
     """vLLM FormBatch. Returns the number of newly scheduled requests (in ``newly``)."""
     B = cfg[C_BLOCK]
@@ -456,7 +456,7 @@ def _form_batch(rq, ins, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, i, now, s
     return n_new
 
 
-@njit
+@njit(inner=True)
 def _record_completion(rq, ins, itl, glob, cfg, i, r):
     ins[i, I_COMPLETED] += 1
     L = rq[R_ILEN, r]
@@ -481,7 +481,7 @@ def _record_completion(rq, ins, itl, glob, cfg, i, r):
     rq[R_ITLSUM, r] = s
 
 
-@njit
+@njit(inner=True)
 def _step(rq, ins, ev, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, lat, i, now, scratch):
     if ins[i, I_BLEN] == 0 and wq_len_nb(ins, i) == 0:
         ins[i, I_STEP_PENDING] = 0
@@ -590,7 +590,7 @@ def _step(rq, ins, ev, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, lat, i, now
         ins[i, I_STEP_PENDING] = 0
 
 
-@njit
+@njit(inner=True)
 def _timeout(rq, ins, ev, wq, bt, kv, itl, glob, i, r, t):
     st = rq[R_STATE, r]
     if st == ST_COMPLETED or st == ST_TIMED_OUT:
@@ -636,7 +636,7 @@ def cancel_request_nb(rq, ins, ev, wq, bt, kv, itl, glob, r, t):
     _timeout(rq, ins, ev, wq, bt, kv, itl, glob, i, r, t)
     return 1
 
-@njit
+@njit(inner=True)
 def _instance_event(rq, ins, ev, wq, bt, kv, cpu, itl, glob, gseed, cfg, cfgf, lat, i, scratch):
     ht, hk, hr = ev
     t = ht[i, 0]
@@ -686,7 +686,7 @@ def _snapshot_refresh(ins, i, now, interval):
         ins[i, I_SNAP_T_PRE] = now
 
 
-@njit
+@njit(inner=True)
 def _route_builtin(rq, ins, glob, cfg, r, now, router_rng, tied, rl, n):
     """Built-in policies over the ``n`` routable instances ``rl[:n]`` (snapshot order);
     returns an instance index, or -1 when nothing is routable."""
@@ -888,7 +888,7 @@ def scorer_scores_nb(code, ins, kv, wr, pa, cfg, n, hashes, nh, tied, sc, r):
             sc[p] = 0.0
 
 
-@njit
+@njit(inner=True)
 def _route_weighted(rq, ins, kv, wr, pa, cfg, n, r, hashes, nh, tied, router_rng, total, sc):
     """BLIS's weighted scoring: clamp each scorer to [0,1], add score x normalised
     weight per instance (scorer order), pick the maximum; exact ties -> Intn.
@@ -953,7 +953,7 @@ def no_hit_lru_observe_nb(st, n, r, target):
     st[3] = target
 
 
-@njit
+@njit(inner=True)
 def _admit_builtin(rq, ins, glob, cfg, cfgf, wr, r, now, n_inst):
     """Built-in admission policies over the ``n_inst`` routable instances ``wr[13]``.
     Returns (admitted, reason code, detail value)."""
@@ -1012,7 +1012,7 @@ def _admit_builtin(rq, ins, glob, cfg, cfgf, wr, r, now, n_inst):
     return False, AR_TOKENS, 0.0
 
 
-@njit
+@njit(inner=True)
 def _trace_admission(wr, glob, r, t, ok, reason, val):
     k = glob[G_TR_ADM_N]
     a = wr[6]
@@ -1024,7 +1024,7 @@ def _trace_admission(wr, glob, r, t, ok, reason, val):
     glob[G_TR_ADM_N] = k + 1
 
 
-@njit
+@njit(inner=True)
 def _trace_routing(wr, ins, glob, r, t, target, n_inst, scores, has_scores, val):
     """One routing record; candidates are instance-indexed (``scores`` per routable
     position); instances that were not routable get queue depth -1."""
@@ -1057,7 +1057,7 @@ def _trace_routing(wr, ins, glob, r, t, target, n_inst, scores, has_scores, val)
     glob[G_TR_RT_N] = k + 1
 
 
-@njit
+@njit(inner=True)
 def _cpush(cev, glob, t, prio, r):
     ct, ck, cr = cev
     glob[G_CSEQ] += 1

@@ -83,9 +83,161 @@ def _patch_numba_startup():
         cpu.CPUContext.load_additional_registries = load_additional_registries
 
 
-with _refusing("coverage"):  # see _patch_numba_startup
-    import numba  # noqa: E402
+def _import_numba():
+    """``import numba`` without its optional probes and without error-message colouring.
+
+    With colorama installed, numba builds every typing error through colorama's terminal
+    wrappers even under its default ``no_color`` scheme; overload resolution creates
+    thousands of such errors while compiling (a failed template is an error), about 2-3
+    CPU-s of a cold compile here.  Unless the user chose a colour scheme,
+    ``NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING`` is set while numba imports (it is read
+    once, at import) and restored afterwards.
+    """
+    key = "NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING"
+    saved = os.environ.get(key)
+    if saved is None and "NUMBA_COLOR_SCHEME" not in os.environ:
+        os.environ[key] = "1"
+    try:
+        with _refusing("coverage"):  # see _patch_numba_startup
+            import numba
+    finally:
+        if saved is None:
+            os.environ.pop(key, None)
+    return numba
+
+
+def _drop_llvm_lock_events():
+    """Remove numba's callbacks on llvmlite's lock.
+
+    numba announces every call into LLVM (tens of thousands per cold compile) as a
+    ``numba:llvm_lock`` event, which each compiling dispatcher up the call chain times
+    for its ``get_metadata()`` report; about 1 CPU-s of a cold compile here.  Only that
+    report's LLVM-lock time is lost.
+    """
+    try:
+        import llvmlite.binding as ll
+        cbs = ll.ffi.lib._lock._cblist
+    except AttributeError:
+        return
+    cbs[:] = [cb for cb in cbs if "_initialize_llvm_lock_event" not in getattr(cb[0], "__qualname__", "")]
+
+
+numba = _import_numba()
 _patch_numba_startup()
+_drop_llvm_lock_events()
+
+#: Python functions of ``@njit(inner=True)`` kernels (see ``_patch_numba_inner``).
+_INNER = set()
+
+
+def _stub_module(full, own, name):
+    """The module emitted as machine code for an inner kernel's library.
+
+    It keeps the library's environment globals (numba sets them when the library loads)
+    and, for each of the library's own functions, a Python entry point that raises
+    ``RuntimeError``: the code itself exists only inside the kernels that call it.
+    """
+    import llvmlite.binding as ll
+    from numba.core.itanium_mangler import prepend_namespace
+
+    msg = (f"blis: {name} is compiled only into the kernels that call it (njit inner=True); "
+           "call it from compiled code, or set BLIS_NUMBA_INNER=0 to compile it standalone").encode() + b"\0"
+    text = "".join(chr(c) if 32 <= c < 127 and c not in (34, 92) else "\\%02X" % c for c in msg)
+    lines = [f'target triple = "{full.triple}"', f'target datalayout = "{full.data_layout}"',
+             "@PyExc_RuntimeError = external global i8",  # resolved to the object itself, as numba's uses
+             f'@.blis.inner.msg = private unnamed_addr constant [{len(msg)} x i8] c"{text}"',
+             "declare void @PyErr_SetString(ptr, ptr)"]
+    lines += [str(gv) for gv in full.global_variables
+              if gv.name.startswith("_ZN08NumbaEnv") and not gv.is_declaration]
+    entries = sorted({prepend_namespace(f, ns="cpython") for f in own
+                      if f.startswith("_ZN") and not f.startswith("_ZN7cpython")})
+    for fn in entries:
+        lines.append(f'define ptr @"{fn}"(ptr %closure, ptr %args, ptr %kws) {{\n'
+                     "  call void @PyErr_SetString(ptr @PyExc_RuntimeError, ptr @.blis.inner.msg)\n"
+                     "  ret ptr null\n}")
+    stub = ll.parse_assembly("\n".join(lines) + "\n")
+    stub.name = full.name
+    stub.verify()
+    return stub
+
+
+def _patch_numba_inner():
+    """Compile ``@njit(inner=True)`` kernels only as IR for their callers.
+
+    numba compiles every jitted function into its own library and, when finalising it,
+    links in the optimised modules of everything it calls, runs LLVM's module passes
+    over the whole and emits machine code for the whole.  Along the engine's call chain
+    (``run_nb`` -> ``_instance_event`` -> ``_step`` -> ``_form_batch`` -> ...) each
+    level thus re-optimises and re-emits its whole subtree: about a third of a cold
+    compile.  An inner kernel is one only compiled code calls.  Its library keeps
+    numba's per-function optimisation and is linked into its callers as before (so the
+    caller's module passes see, inline and optimise exactly the same code), but it skips
+    the module-level passes and its machine code is a stub: a Python-level call raises
+    ``RuntimeError``.  It has no Python or C-callable wrappers.  The cache keeps its
+    linkable IR (what callers and the start-up helper in ``blis.precompile`` need).
+
+    ``BLIS_NUMBA_INNER=0`` compiles inner kernels as ordinary ones.  If numba's
+    internals differ from what this expects, nothing is patched.
+    """
+    if os.environ.get("BLIS_NUMBA_INNER", "") == "0":
+        return False
+    from numba.core import codegen, compiler
+    lib_cls = getattr(codegen, "CPUCodeLibrary", None)
+    needed = ("finalize", "_raise_if_finalized", "_get_module_for_linking", "_finalize_dynamic_globals",
+              "_finalize_final_module", "enable_object_caching")
+    if lib_cls is None or not hasattr(compiler, "compile_extra") or not all(hasattr(lib_cls, a) for a in needed):
+        return False
+    from numba.core.compiler_lock import require_global_compiler_lock
+    import llvmlite.binding as ll
+
+    compile_extra = compiler.compile_extra
+
+    def compile_extra_inner(typingctx, targetctx, func, args, return_type, flags, locals, library=None,
+                            pipeline_class=compiler.Compiler):
+        if library is None and func in _INNER:
+            library = targetctx.codegen().create_library(func.__qualname__)
+            library.enable_object_caching()
+            library._blis_inner = True
+            flags.no_cpython_wrapper = True
+            flags.no_cfunc_wrapper = True
+        return compile_extra(typingctx, targetctx, func, args, return_type, flags, locals,
+                             library=library, pipeline_class=pipeline_class)
+
+    finalize = lib_cls.finalize
+
+    def finalize_inner(self):
+        if not getattr(self, "_blis_inner", False):
+            return finalize(self)
+        require_global_compiler_lock()
+        self._codegen._check_llvm_bugs()
+        self._raise_if_finalized()
+        own = [fn.name for fn in self._final_module.functions if not fn.is_declaration]
+        seen = set()
+        for library in self._linking_libraries:
+            if library not in seen:
+                self._reload_init.update(library._reload_init)
+                seen.add(library)
+                self._final_module.link_in(library._get_module_for_linking(), preserve=True)
+        full = self._final_module
+        full.verify()
+        self._finalize_dynamic_globals()
+        stub = _stub_module(full, own, self.name)
+        # the stub's entry points also go into the linkable module, as numba's wrappers
+        # do: a library loaded from the cache learns its defined symbols from that module
+        full.link_in(stub, preserve=True)
+        for fn in full.functions:  # as _get_module_for_linking: callers may each link it
+            if not fn.is_declaration and fn.linkage == ll.Linkage.external:
+                fn.linkage = "linkonce_odr"
+        self._shared_module = full
+        self._final_module = stub
+        self._finalize_final_module()
+
+    compiler.compile_extra = compile_extra_inner
+    lib_cls.finalize = finalize_inner
+    return True
+
+
+INNER_ENABLED = _patch_numba_inner()
 
 
 def _source_keyed_cache_dir():
@@ -118,20 +270,32 @@ if _dir is not None:
     except OSError:  # read-only install: numba falls back to its own user-wide cache
         pass
 
-JIT_FLAGS = dict(cache=True, nogil=True)
+#: ``no_cfunc_wrapper``: no kernel is used as a first-class function or C callback, so
+#: the C-callable wrapper numba would compile for each (about 1.5 CPU-s in all) is skipped.
+JIT_FLAGS = dict(cache=True, nogil=True, no_cfunc_wrapper=True)
 HOT_FLAGS = dict(JIT_FLAGS, _nrt=False)
 
 
 def _make(flags, args, kwargs):
     f = dict(flags)
     f.update(kwargs)
-    if args and callable(args[0]):
-        return numba.njit(**f)(args[0])
-    return numba.njit(*args, **f)
+    inner = f.pop("inner", False)
+    fn = args[0] if args and callable(args[0]) else None
+    decorator = numba.njit(**f) if fn is not None else numba.njit(*args, **f)
+
+    def wrap(fn):
+        if inner:
+            _INNER.add(fn)
+        return decorator(fn)
+    return wrap(fn) if fn is not None else wrap
 
 
 def njit(*args, **kwargs):
-    """``numba.njit`` with the package's shared flags (``cache=True``)."""
+    """``numba.njit`` with the package's shared flags (``cache=True``).
+
+    ``inner=True`` marks a kernel that only other kernels call (never Python): it is
+    compiled as IR for its callers only, see ``_patch_numba_inner``.
+    """
     return _make(JIT_FLAGS, args, kwargs)
 
 

@@ -62,7 +62,7 @@ def make_kv_arrays(n_inst, total_blocks, n_slots, max_blocks, log_capacity=4096)
             np.zeros((n_inst, n_slots, max_blocks), np.uint64))
 
 
-@njit
+@njit(inner=True)
 def _log(kv, ins, i, h, op):
     if ins[i, I_CLOG_ON] == 0 or ins[i, I_CLOG_OVF] != 0:
         return
@@ -75,14 +75,14 @@ def _log(kv, ins, i, h, op):
     ins[i, I_CLOG_N] = n + 1
 
 
-@njit
+@njit(inner=True)
 def kv_ht_put_nb(kv, ins, i, h, b):
     """Register hash h -> block b (and log it for the delayed router snapshot)."""
     ht_put_nb(kv[5], kv[6], i, h, b)
     _log(kv, ins, i, h, np.int8(1))
 
 
-@njit
+@njit(inner=True)
 def kv_ht_del_nb(kv, ins, i, h):
     ht_del_nb(kv[5], kv[6], i, h)
     _log(kv, ins, i, h, np.int8(-1))
@@ -113,7 +113,7 @@ def kv_init_nb(kv, ins, i, total_blocks):
     ins[i, I_SLOT_FREE_N] = ns
 
 
-@njit
+@njit(inner=True)
 def _unlink(nxt, prv, ins, i, b):
     p = prv[i, b]
     n = nxt[i, b]
@@ -130,7 +130,7 @@ def _unlink(nxt, prv, ins, i, b):
     ins[i, I_FREE_CNT] -= 1
 
 
-@njit
+@njit(inner=True)
 def _append_free(nxt, prv, ins, i, b):
     t = ins[i, I_FREE_TAIL]
     nxt[i, b] = -1
@@ -143,7 +143,7 @@ def _append_free(nxt, prv, ins, i, b):
     ins[i, I_FREE_CNT] += 1
 
 
-@njit
+@njit(inner=True)
 def slot_append_nb(kv, ins, i, s, b, B):
     """Append block b to slot s's list (B = block size, for the slot's hash cache).  The list is sized for the longest request;
     BLIS's tiered reload can commit a block twice, so a full list is flagged
@@ -186,7 +186,7 @@ def memo_entries(kv, i):
     return out
 
 
-@njit
+@njit(inner=True)
 def _memo_find(mt, i, rq, gseed, r, B):
     """The memo entry of request row r, or -1."""
     e = r % mt.shape[1]
@@ -198,7 +198,7 @@ def _memo_find(mt, i, rq, gseed, r, B):
     return np.int64(-1)
 
 
-@njit
+@njit(inner=True)
 def _memo_new(mt, i, rq, gseed, r, B):
     """Start an (empty) entry for request row r (in its slot r % MEMO_E)."""
     e = r % mt.shape[1]
@@ -214,7 +214,7 @@ def _memo_new(mt, i, rq, gseed, r, B):
     return e
 
 
-@njit
+@njit(inner=True)
 def _block_hash(mh, mt, i, rq, gseed, r, prev, pos0, B, e):
     """``req_block_hash_nb(rq, gseed, r, prev, pos0, B)`` through the memo (mh, mt = kv[13],
     kv[14]); ``e`` = request r's entry (-1 = none yet).  Returns (hash, entry)."""
@@ -239,7 +239,7 @@ def _block_hash(mh, mt, i, rq, gseed, r, prev, pos0, B, e):
     return req_block_hash_nb(rq, gseed, r, prev, pos0, B), e
 
 
-@njit
+@njit(inner=True)
 def kv_used_nb(ins, i):
     return ins[i, I_TOTAL_BLOCKS] - ins[i, I_FREE_CNT]
 
@@ -273,7 +273,7 @@ def kv_cached_blocks_nb(kv, i, rq, gseed, r, B, out):
     return cnt
 
 
-@njit
+@njit(inner=True)
 def _new_slot(kv, ins, i, rq, r, base):
     sbase = kv[9]
     sfree = kv[10]
@@ -560,7 +560,7 @@ def _prefetch(typingctx, arr, i, j):
 # ---- the hash table (ht = cpu[LRU_HT]; linear probing from the slot the high half names,
 # backward-shift deletion, as kernels/lru.py) and the nodes
 
-@njit
+@njit(inner=True)
 def _ct_find(ht, rec, i, h):
     """Node holding hash h, or -1."""
     mask = ht.shape[1] - 1
@@ -578,7 +578,7 @@ def _ct_find(ht, rec, i, h):
         j = (j + 1) & mask
 
 
-@njit
+@njit(inner=True)
 def _ct_new(ht, rec, free, meta, i, h):
     """Register absent hash h on a free node (not listed); returns the node."""
     meta[i, 3] -= 1
@@ -594,7 +594,7 @@ def _ct_new(ht, rec, free, meta, i, h):
     return nd
 
 
-@njit
+@njit(inner=True)
 def _ct_drop(ht, rec, free, meta, i, nd):
     """Delete node nd's hash (backward shift) and free the node (already unlisted)."""
     mask = ht.shape[1] - 1
@@ -627,14 +627,14 @@ def _ct_drop(ht, rec, free, meta, i, nd):
 
 # ---- the ring (listed entries in LRU order); ring, rec, tm = cpu[_RING], cpu[_REC], cpu[_TMA]
 
-@njit
+@njit(inner=True)
 def _ring_unlist(ring, rec, i, nd):
     """Take listed node nd off the order."""
     ring[i, rec[i, nd, _R_POS] - 1] = -1
     rec[i, nd, _R_POS] = 0
 
 
-@njit
+@njit(inner=True)
 def _ring_compact(ring, rec, tm, i):
     """Move the listed entries to cells 0.. in order (the Y mark follows its segment)."""
     ym = tm[i, _TM_YMARK] - 1
@@ -654,13 +654,13 @@ def _ring_compact(ring, rec, tm, i):
     tm[i, _TM_RT] = k
 
 
-@njit
+@njit(inner=True)
 def _y_span(tm, i):
     """Cells from the Y mark to the tail (0 without a Y segment)."""
     return tm[i, _TM_RT] - (tm[i, _TM_YMARK] - 1) if tm[i, _TM_YMARK] > 0 else np.int64(0)
 
 
-@njit
+@njit(inner=True)
 def _ring_reserve(ring, rec, tm, i, n):
     """Make room for n appends without a compaction in between (for callers that keep a cell
     index across appends; n may overstate: after a compaction at most capacity entries are
@@ -669,7 +669,7 @@ def _ring_reserve(ring, rec, tm, i, n):
         _ring_compact(ring, rec, tm, i)
 
 
-@njit
+@njit(inner=True)
 def _ring_append(ring, rec, tm, i, nd):
     """List node nd as the most recent entry."""
     t = tm[i, _TM_RT]
@@ -681,7 +681,7 @@ def _ring_append(ring, rec, tm, i, nd):
     tm[i, _TM_RT] = t + 1
 
 
-@njit
+@njit(inner=True)
 def _ring_pop_head(ring, rec, tm, i):
     """Unlist and return the least recent listed node (-1 if none)."""
     x = tm[i, _TM_RH]
@@ -698,7 +698,7 @@ def _ring_pop_head(ring, rec, tm, i):
     return v
 
 
-@njit
+@njit(inner=True)
 def _ring_relist_y(ring, rec, tm, i, end):
     """Move the Y segment's entries in cells ym .. end-1 to the tail (after what was appended
     since ``end``), keeping their order; the Y mark follows them."""
@@ -723,7 +723,7 @@ def kv_cpu_touch_nb(cpu, i, h):
         _cpu_touch_node(cpu[_RING], cpu[_REC], cpu[_TMA], i, nd)
 
 
-@njit
+@njit(inner=True)
 def _cpu_touch_node(ring, rec, tm, i, nd):
     """touch of the entry on node nd."""
     if tm[i, _TM_MODE] == 0:
@@ -762,7 +762,7 @@ def _cpu_store(cpu, ins, i, h, capacity, listed):
     return nd, v
 
 
-@njit(inline="always")  # into kv_mirror_to_cpu_nb: no call passing the kv and CPU tuples
+@njit(inner=True, inline="always")  # into kv_mirror_to_cpu_nb: no call passing the kv and CPU tuples
 def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
     """One MirrorToCPU pass in incremental mode; False (nothing changed but the batch slots'
     pass stamps and tenancies, which the plain pass then sets alike) if it cannot be exact.
@@ -913,7 +913,7 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
     return True
 
 
-@njit
+@njit(inner=True)
 def _materialize(cpu, i):
     """Leave incremental mode: list the last batch's entries where the plain pass has them
     (before the Y segment, by last occurrence)."""
@@ -945,7 +945,7 @@ def _materialize(cpu, i):
     tm[i, _TM_MBN] = 0
 
 
-@njit
+@njit(inner=True)
 def _mirror_plain(kv, cpu, ins, i, rq, bt, blen, B, capacity):
     """The plain pass over a fully listed LRU; records what incremental mode needs and enters
     it if every entry the pass touched is still resident, in last-occurrence order at the end."""
@@ -1066,7 +1066,7 @@ def _reload_prefix(kv, cpu, ins, i, rq, gseed, r, start_block, prev, B, base_lat
     return reloaded
 
 
-@njit
+@njit(inner=True)
 def _commit_cached(kv, ins, i, rq, r, blocks, lo, hi, B):
     ref = kv[0]
     nxt = kv[3]
@@ -1109,7 +1109,7 @@ def kv_allocate_tiered_nb(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_c
     return ok
 
 
-@njit
+@njit(inner=True)
 def _allocate_tiered(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_cached, B, base_lat, bw, newc):
     """kv_allocate_tiered_nb when the reload scan runs."""
     hsh = kv[1]

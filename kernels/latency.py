@@ -25,7 +25,7 @@ BACKEND_LINEAR = 2  # params = [base_us, us_per_prefill_token, us_per_decode] (B
 BACKEND_CONSTANT = BACKEND_LINEAR  # older name
 
 
-@njit
+@njit(inner=True)
 def linear_step_time_nb(params, pf_pi, pf_new, pf_len, n_pf, dc_pi, n_dc, n_sched):
     t = params[0]
     for k in range(n_pf):

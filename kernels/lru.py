@@ -77,7 +77,7 @@ def lru_init_nb(lru, i):
 
 # ---- hash table (private: keys are node hashes, see the module doc)
 
-@njit
+@njit(inner=True)
 def _ht_slot(lru, i, h):
     """Slot of hash h, or -1 if absent."""
     chash = lru[LRU_HASH]
@@ -94,7 +94,7 @@ def _ht_slot(lru, i, h):
         j = (j + 1) & mask
 
 
-@njit
+@njit(inner=True)
 def _ht_insert(lru, i, h, nd):
     """Add absent hash h -> node nd (chash[nd] must already be h)."""
     ht = lru[LRU_HT]
@@ -105,7 +105,7 @@ def _ht_insert(lru, i, h, nd):
     ht[i, j] = (h & _HI) | np.uint64(nd + 1)
 
 
-@njit
+@njit(inner=True)
 def _ht_remove(lru, i, h):
     """Delete hash h (backward-shift deletion; no-op if absent)."""
     ht = lru[LRU_HT]
@@ -133,7 +133,7 @@ def _ht_remove(lru, i, h):
         j = k
 
 
-@njit
+@njit(inner=True)
 def lru_find_nb(lru, i, h):
     """Node holding hash h, or -1."""
     j = _ht_slot(lru, i, h)
@@ -144,7 +144,7 @@ def lru_find_nb(lru, i, h):
 
 # ---- list
 
-@njit
+@njit(inner=True)
 def _unlink(lru, i, nd):
     node = lru[LRU_NODE]
     meta = lru[LRU_META]
@@ -162,7 +162,7 @@ def _unlink(lru, i, nd):
     node[i, nd, NODE_NXT] = -1
 
 
-@njit
+@njit(inner=True)
 def _append(lru, i, nd):
     node = lru[LRU_NODE]
     meta = lru[LRU_META]
@@ -176,12 +176,12 @@ def _append(lru, i, nd):
     meta[i, _TAIL] = nd
 
 
-@njit
+@njit(inner=True)
 def lru_contains_nb(lru, i, h):
     return _ht_slot(lru, i, h) >= 0
 
 
-@njit
+@njit(inner=True)
 def lru_touch_nb(lru, i, h):
     """Move h to the most-recent end (no-op if absent)."""
     nd = lru_find_nb(lru, i, h)
@@ -191,7 +191,7 @@ def lru_touch_nb(lru, i, h):
     _append(lru, i, nd)
 
 
-@njit
+@njit(inner=True)
 def _store_absent(lru, i, h, capacity):
     evicted = False
     meta = lru[LRU_META]
@@ -202,7 +202,7 @@ def _store_absent(lru, i, h, capacity):
     return evicted
 
 
-@njit
+@njit(inner=True)
 def lru_store_nb(lru, i, h, capacity):
     """Insert h as most recent, evicting the least recent entry when ``capacity`` is
     reached; a present h is left where it is.  Returns True if an entry was evicted."""
@@ -224,29 +224,29 @@ def lru_record_nb(lru, i, h, capacity):
 
 # ---- node-level operations (for callers that keep some present entries off the list)
 
-@njit
+@njit(inner=True)
 def lru_linked_nb(lru, i, nd):
     """Is node nd on the list?"""
     return lru[LRU_NODE][i, nd, NODE_PRV] >= 0 or lru[LRU_META][i, _HEAD] == nd
 
 
-@njit
+@njit(inner=True)
 def lru_next_nb(lru, i, nd):
     """The node after nd on the list (-1 at the tail)."""
     return lru[LRU_NODE][i, nd, NODE_NXT]
 
 
-@njit
+@njit(inner=True)
 def lru_unlink_nb(lru, i, nd):
     _unlink(lru, i, nd)
 
 
-@njit
+@njit(inner=True)
 def lru_append_nb(lru, i, nd):
     _append(lru, i, nd)
 
 
-@njit
+@njit(inner=True)
 def lru_insert_before_nb(lru, i, nd, at):
     """Link node nd just before node ``at`` (at < 0: at the most-recent end)."""
     if at < 0:
@@ -263,7 +263,7 @@ def lru_insert_before_nb(lru, i, nd, at):
         lru[LRU_META][i, _HEAD] = nd
 
 
-@njit
+@njit(inner=True)
 def lru_evict_head_nb(lru, i):
     """Drop the least recent listed entry; returns its node (-1 if the list is empty)."""
     free = lru[LRU_FREE]
@@ -279,7 +279,7 @@ def lru_evict_head_nb(lru, i):
     return v
 
 
-@njit
+@njit(inner=True)
 def lru_new_node_nb(lru, i, h):
     """Register absent hash h on a free node, not linked; returns the node."""
     free = lru[LRU_FREE]

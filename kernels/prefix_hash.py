@@ -46,7 +46,7 @@ def mix64_nb(x):
     return x ^ (x >> _S31)
 
 
-@njit
+@njit(inner=True)
 def segment_token_nb(seed, pos):
     """Token id at absolute position ``pos`` of the segment seeded ``seed``."""
     return mix64_nb(seed + (np.uint64(pos) + _ONE) * _GOLDEN)

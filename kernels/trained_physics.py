@@ -105,7 +105,7 @@ def pack_trained_physics_params(mc, hw, tp, dp, beta, all2all):
     return p
 
 
-@njit
+@njit(inner=True)
 def _ffn_flops_nb(p, tokens, d, tpdp):
     """MoE (routed + shared) and dense FFN FLOPs for a token population."""
     ffn = 0.0
@@ -122,7 +122,7 @@ def _ffn_flops_nb(p, tokens, d, tpdp):
     return ffn
 
 
-@njit
+@njit(inner=True)
 def _all_reduce_us_nb(p, units, tokens):
     """Ring all-reduce basis over the TP group (0 when TP == 1)."""
     if p[TPH_TP] <= 1:
