@@ -238,6 +238,36 @@ def _patch_numba_inner():
 
 
 INNER_ENABLED = _patch_numba_inner()
+_TWIN_CLASSES = {}
+
+
+def _twin_class(cls):
+    """A subclass of numba's dispatcher class ``cls`` whose compiled callers call a twin.
+
+    A public kernel is called from Python (tests, benchmarks, the engine's set-up) and
+    from other kernels.  Compiled code sees a kernel through its numba type; here that
+    type names an inner twin: the same function under the qualified name
+    ``<name>_inner``, compiled with ``inner=True`` (see ``_patch_numba_inner``) and
+    cached under that name.  Python calls compile and run the kernel itself, as usual;
+    a run compiles each kernel only in the form it uses.
+    """
+    twin_cls = _TWIN_CLASSES.get(cls)
+    if twin_cls is None:
+        def _numba_type_(self):
+            twin = self.__dict__.get("_blis_twin")
+            if twin is None:
+                fn = self.py_func
+                clone = type(fn)(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+                clone.__qualname__ = fn.__qualname__ + "_inner"
+                clone.__module__ = fn.__module__
+                clone.__doc__ = fn.__doc__
+                _INNER.add(clone)
+                twin = numba.njit(**self._blis_flags)(clone)
+                self.__dict__["_blis_twin"] = twin
+            return numba.core.types.Dispatcher(twin)
+        twin_cls = type(cls.__name__, (cls,), {"_numba_type_": property(_numba_type_), "__module__": cls.__module__})
+        _TWIN_CLASSES[cls] = twin_cls
+    return twin_cls
 
 
 def _source_keyed_cache_dir():
@@ -286,7 +316,11 @@ def _make(flags, args, kwargs):
     def wrap(fn):
         if inner:
             _INNER.add(fn)
-        return decorator(fn)
+        disp = decorator(fn)
+        if INNER_ENABLED and not inner and isinstance(disp, numba.core.registry.CPUDispatcher):
+            disp.__class__ = _twin_class(type(disp))
+            disp._blis_flags = dict(f)
+        return disp
     return wrap(fn) if fn is not None else wrap
 
 

@@ -8,7 +8,9 @@ they always did).  What must hold, checked on a toy module in fresh processes:
 * a Python-level call of an inner kernel raises ``RuntimeError`` naming it, never
   crashes;
 * the on-disk cache round-trips: a cached caller loads, and a *new* caller links an
-  inner kernel loaded from the cache (what the start-up helper relies on).
+  inner kernel loaded from the cache (what the start-up helper relies on);
+* a public kernel called from compiled code is compiled there as its inner twin
+  (``<name>_inner``), while Python calls compile and run the kernel itself.
 """
 import json
 import os
@@ -43,10 +45,21 @@ def root(a):
 @njit
 def root2(a, k):
     return _mid(a) * k
+
+
+@njit
+def pub(a):
+    return a.sum() + 5
+
+
+@njit
+def root3(a):
+    return pub(a) * 2
 '''
 
 DRIVER = '''
 import json, sys
+import numba
 import numpy as np
 sys.path.insert(0, sys.argv[1])
 import toyinner as t
@@ -54,11 +67,16 @@ a = np.arange(10, dtype=np.int64)
 out = {"root": int(t.root(a))}
 if "root2" in sys.argv[2:]:
     out["root2"] = int(t.root2(a, 3))
+if "pub" in sys.argv[2:]:
+    out["root3"] = int(t.root3(a))
+    out["pub"] = int(t.pub(a))
+    out["pub_type"] = str(numba.typeof(t.pub))
 try:
     out["mid"] = int(t._mid(a))
 except RuntimeError as e:
     out["mid_error"] = str(e)
-out["hits"] = {n: sum(getattr(t, n).stats.cache_hits.values()) for n in ("root", "root2", "_mid", "_leaf")}
+out["hits"] = {n: sum(getattr(t, n).stats.cache_hits.values()) for n in ("root", "root2", "_mid", "_leaf", "pub")}
+out["compiled"] = {n: len(getattr(t, n).signatures) for n in ("root", "root2", "_mid", "_leaf", "pub")}
 print(json.dumps(out))
 '''
 
@@ -102,11 +120,22 @@ def test_inner_kernels_link_into_callers_and_refuse_python_calls(toy, tmp_path):
     assert third["hits"]["root2"] == 0 and third["hits"]["_mid"] >= 1
 
 
+def test_public_kernels_called_from_compiled_code_use_an_inner_twin(toy, tmp_path):
+    out = _drive(toy, tmp_path / "cache", "pub")
+    assert out["root3"] == 2 * (45 + 5) and out["pub"] == 45 + 5
+    assert "pub_inner" in out["pub_type"]      # compiled callers see the twin
+    assert out["compiled"]["pub"] == 1         # the Python call compiled the kernel itself
+    warm = _drive(toy, tmp_path / "cache", "pub")
+    assert (warm["root3"], warm["pub"]) == (out["root3"], out["pub"]) and warm["hits"]["pub"] >= 1
+
+
 def test_inner_disabled_compiles_ordinary_kernels(toy, tmp_path):
-    plain = _drive(toy, tmp_path / "plain-cache", "root2", inner=False)
+    plain = _drive(toy, tmp_path / "plain-cache", "root2", "pub", inner=False)
     assert plain["mid"] == 100 and plain["root"] == 101 and plain["root2"] == 300
-    inner = _drive(toy, tmp_path / "inner-cache", "root2")
-    assert (inner["root"], inner["root2"]) == (plain["root"], plain["root2"])
+    assert "pub_inner" not in plain["pub_type"]
+    inner = _drive(toy, tmp_path / "inner-cache", "root2", "pub")
+    for k in ("root", "root2", "root3", "pub"):
+        assert inner[k] == plain[k], k
 
 
 def test_inner_is_only_a_compile_option():
