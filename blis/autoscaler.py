@@ -616,8 +616,8 @@ class Autoscaler:
             pool, node, gpus = placed
             blocks = self.pool_kv_blocks(pool, default_blocks)
             if blocks != default_blocks:
-                from blis.kernels.kvcache import kv_init_nb
-                kv_init_nb(sim.kv, sim.ins, np.int64(i), np.int64(blocks))
+                from blis.kernels.kvcache import kv_init
+                kv_init(sim.kv, sim.ins, np.int64(i), np.int64(blocks))
             self.insts.append(_Inst(name, self.model, pool.gpu_type, self.tp, pool.cost_per_hour, 0, gpus=len(gpus)))
             self._index(i)
             if self.cfg.warm_start_initial_instances:

@@ -16,8 +16,8 @@ import numpy as np
 
 from blis.kernels import layout as Lo
 from blis.kernels.engine import run_nb
-from blis.kernels.kvcache import kv_init_nb, make_cpu_tier_arrays, make_kv_arrays
-from blis.kernels.lru import lru_init_nb, make_lru_arrays
+from blis.kernels.kvcache import kv_init, make_cpu_tier_arrays, make_kv_arrays
+from blis.kernels.lru import lru_init, make_lru_arrays
 from blis.batch_formation import BATCH_FORMATIONS
 from blis.errors import ConfigError
 from blis.requests import RequestTable
@@ -182,13 +182,13 @@ class Simulation:
         n_slots = max_seqs + 1
         self.kv = make_kv_arrays(ni, nb_arr, n_slots, max_blocks)
         for i in range(ni):
-            kv_init_nb(self.kv, ins, i, nb)
+            kv_init(self.kv, ins, i, nb)
 
         tier = int(c.kv_cpu_blocks) > 0
         self.cpu = make_cpu_tier_arrays(ni, max(int(c.kv_cpu_blocks), 1), n_slots if tier else 1,
                                         max_blocks if tier else 1)
         for i in range(ni):
-            lru_init_nb(self.cpu, i)
+            lru_init(self.cpu, i)
 
         from blis.routing import DEFAULT_SCORERS, PREFIX_AFFINITY_CAPACITY, normalized
         scorers = list(c.routing_scorers) or list(DEFAULT_SCORERS)
@@ -212,7 +212,7 @@ class Simulation:
         use_pa = weighted and Lo.SC_PREFIX_AFFINITY in codes
         self.pa = make_lru_arrays(ni, PREFIX_AFFINITY_CAPACITY if use_pa else 1)
         for i in range(ni):
-            lru_init_nb(self.pa, i)
+            lru_init(self.pa, i)
             ins[i, Lo.I_CLOG_ON] = 1 if (weighted and (Lo.SC_PRECISE_PREFIX in codes or Lo.SC_NO_HIT_LRU in codes)
                                         and c.cache_signal_delay_us > 0) else 0
         self.hsc = (np.zeros(max_blocks + 1, np.uint64), np.zeros(ni, np.float64), np.zeros(ni, np.float64))
@@ -625,8 +625,8 @@ class Simulation:
     def add_instance(self, name: str, total_kv_blocks: int, state: int) -> int:
         """Append a new instance (empty caches, ``total_kv_blocks`` KV blocks) in lifecycle
         ``state``; returns its index.  Called between kernel calls (autoscaler actuation)."""
-        from blis.kernels.kvcache import kv_init_nb
-        from blis.kernels.lru import lru_init_nb
+        from blis.kernels.kvcache import kv_init
+        from blis.kernels.lru import lru_init
         i = self.num_instances
         if i >= self._instance_capacity():
             self.reserve_instances(max(2 * self._instance_capacity(), i + 1))
@@ -634,9 +634,9 @@ class Simulation:
             raise ConfigError(f"instance {name}: {total_kv_blocks} KV blocks exceed the preallocated "
                               f"{self.kv[0].shape[1]}")
         self.ins[i, :] = 0
-        kv_init_nb(self.kv, self.ins, np.int64(i), np.int64(total_kv_blocks))
-        lru_init_nb(self.cpu, np.int64(i))
-        lru_init_nb(self.pa, np.int64(i))
+        kv_init(self.kv, self.ins, np.int64(i), np.int64(total_kv_blocks))
+        lru_init(self.cpu, np.int64(i))
+        lru_init(self.pa, np.int64(i))
         self.ins[i, Lo.I_CLOG_ON] = self.ins[0, Lo.I_CLOG_ON] if i > 0 else 0
         self.ins[i, Lo.I_LIFE] = state
         self.cfg_arr[Lo.C_NINST] = i + 1

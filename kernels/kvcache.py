@@ -113,6 +113,32 @@ def kv_init_nb(kv, ins, i, total_blocks):
     ins[i, I_SLOT_FREE_N] = ns
 
 
+def kv_init(kv, ins, i, total_blocks):
+    """``kv_init_nb`` in numpy, for Python callers (the engine's set-up, the
+    autoscaler): the same state, without compiling a kernel on a first run."""
+    ref, hsh, fill, nxt, prv, htk, htv, sb, sl, sbase, sfree = kv[:11]
+    i, n = int(i), int(total_blocks)
+    ins[i, I_CLOG_N] = 0
+    ins[i, I_CLOG_OVF] = 0
+    ref[i, :n] = 0
+    hsh[i, :n] = _ZERO
+    fill[i, :n] = 0
+    nxt[i, :n] = np.arange(1, n + 1)
+    if n > 0:
+        nxt[i, n - 1] = -1
+    prv[i, :n] = np.arange(-1, n - 1)
+    htk[i, :] = _ZERO
+    kv[_MT][i, :, :] = -1
+    ins[i, I_FREE_HEAD] = 0
+    ins[i, I_FREE_TAIL] = n - 1
+    ins[i, I_FREE_CNT] = n
+    ins[i, I_TOTAL_BLOCKS] = n
+    ns = sl.shape[1]
+    sl[i, :] = 0
+    sfree[i, :] = np.arange(ns - 1, -1, -1)
+    ins[i, I_SLOT_FREE_N] = ns
+
+
 @njit(inner=True)
 def _unlink(nxt, prv, ins, i, b):
     p = prv[i, b]

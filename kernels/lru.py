@@ -75,6 +75,24 @@ def lru_init_nb(lru, i):
     meta[i, _FREE] = cap
 
 
+def lru_init(lru, i):
+    """``lru_init_nb`` in numpy, for Python callers (no kernel to compile)."""
+    node = lru[LRU_NODE]
+    free = lru[LRU_FREE]
+    meta = lru[LRU_META]
+    i = int(i)
+    cap = free.shape[1]
+    lru[LRU_HT][i, :] = _ZERO
+    free[i, :] = np.arange(cap - 1, -1, -1)
+    node[i, :, NODE_PRV] = -1
+    node[i, :, NODE_NXT] = -1
+    node[i, :, NODE_AUX] = 0
+    meta[i, _HEAD] = -1
+    meta[i, _TAIL] = -1
+    meta[i, _USED] = 0
+    meta[i, _FREE] = cap
+
+
 # ---- hash table (private: keys are node hashes, see the module doc)
 
 @njit(inner=True)

@@ -549,3 +549,35 @@ def test_hash_table_put_overwrites_existing_key():
     ht_put_nb(keys, vals, 0, np.uint64(17), 9)
     assert int(np.count_nonzero(keys)) == 1
     assert int(ht_get_nb(keys, vals, 0, np.uint64(17))) == 9
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 3), st.integers(0, 200), st.integers(0, 2), st.integers(1, 64))
+def test_numpy_initialisers_match_their_kernels(n_inst, total_blocks, row, lru_cap):
+    """``kv_init`` / ``lru_init`` (numpy, used by the engine's set-up so a first run
+    compiles no kernel for them) leave exactly the state ``kv_init_nb`` / ``lru_init_nb`` do."""
+    from blis.kernels.kvcache import kv_init
+    from blis.kernels.lru import lru_init, lru_init_nb, make_lru_arrays
+
+    row = row % n_inst
+    cap = max(total_blocks, 1) + 7
+    rng = np.random.default_rng(total_blocks)
+    a_kv, a_ins = make_kv_arrays(n_inst, cap, 5, cap), np.zeros((n_inst, Lo.NIF), np.int64)
+    for arr in a_kv:  # start from garbage: the initialisers must overwrite what they own
+        arr[...] = rng.integers(0, 50, size=arr.shape).astype(arr.dtype)
+    b_kv = tuple(x.copy() for x in a_kv)
+    b_ins = a_ins.copy()
+    kv_init_nb(a_kv, a_ins, np.int64(row), np.int64(total_blocks))
+    kv_init(b_kv, b_ins, row, total_blocks)
+    for k, (x, y) in enumerate(zip(a_kv, b_kv)):
+        assert np.array_equal(x, y), k
+    assert np.array_equal(a_ins, b_ins)
+
+    a_lru = make_lru_arrays(n_inst, lru_cap)
+    for arr in a_lru:
+        arr[...] = rng.integers(0, 50, size=arr.shape).astype(arr.dtype)
+    b_lru = tuple(x.copy() for x in a_lru)
+    lru_init_nb(a_lru, np.int64(row))
+    lru_init(b_lru, row)
+    for k, (x, y) in enumerate(zip(a_lru, b_lru)):
+        assert np.array_equal(x, y), k
