@@ -7,7 +7,9 @@ types, :func:`prepare_engine` starts ``python -m blis.precompile`` on the types 
 step kernel (``_step``: batch formation, KV allocation, the latency model -- about half
 of the engine), which compiles it and writes numba's cache, while this process compiles
 the rest of the engine.  When this process's compile reaches ``_step`` it waits for the
-helper and loads the helper's result from the cache.
+helper and loads the helper's result from the cache.  Before anything else this process
+compiles the step-time kernel ``_step`` calls (:func:`compile_step_time`); the helper
+reaches that call only after batch formation and loads it from the cache.
 
 Nothing here changes what is computed: the helper compiles the same function for the
 same types that this process would, and if it fails or is disabled this process
@@ -102,6 +104,51 @@ def step_argtypes(run_argtypes) -> Optional[tuple]:
     return tuple(out)
 
 
+def step_time_dispatcher():
+    """The dispatcher ``_step`` calls for the step time (the inner twin of
+    :func:`blis.kernels.latency.step_time_nb`, see kernels/jit.py)."""
+    import numba
+
+    from blis.kernels import engine as E
+
+    return numba.typeof(E.step_time_nb).dispatcher
+
+
+def step_time_argtypes(run_argtypes) -> Optional[tuple]:
+    """Numba types of the step-time call in ``_step`` (backend code from ``cfg``, the
+    ``lat`` vector, the batch vectors ``scratch[3..6]``, int64 counts), or None."""
+    import inspect
+
+    from numba import types
+
+    from blis.kernels import engine as E
+
+    run_names = list(inspect.signature(E.run_nb.py_func).parameters)
+    if len(run_names) != len(run_argtypes):
+        return None
+    by_name = dict(zip(run_names, run_argtypes))
+    try:
+        cfg, lat, scratch = by_name["cfg"], by_name["lat"], by_name["scratch"]
+        pf_pi, pf_new, pf_len, dc_pi = (scratch.types[k] for k in (3, 4, 5, 6))
+        return (cfg.dtype, lat, pf_pi, pf_new, pf_len, types.int64, dc_pi, types.int64, types.int64)
+    except (KeyError, AttributeError, IndexError):
+        return None
+
+
+def compile_step_time(run_argtypes) -> None:
+    """Compile the step-time kernel (the latency model, about a quarter of ``_step``)
+    in this process while the helper compiles the rest of ``_step``: the helper reaches
+    that call only after batch formation and then loads this process's result from the
+    cache, and this process has less left to compile after ``_step`` arrives."""
+    try:
+        sig = step_time_argtypes(run_argtypes)
+        d = step_time_dispatcher()
+        if sig is not None and not is_cached(d, sig):
+            d.compile(sig)
+    except Exception as e:  # pragma: no cover - never let the optimisation break a run
+        log.debug("step-time precompile skipped: %s", e)
+
+
 class Helper:
     """A running ``python -m blis.precompile`` compiling ``_step`` for one signature:
     the pickled ``argtypes``, or (``cli_argv``) the one of the simulation a ``blis run`` /
@@ -188,6 +235,10 @@ def start_early(cli_argv: Sequence[str]) -> None:
         _early = Helper(cli_argv=cli_argv)
     except Exception as e:  # pragma: no cover
         log.debug("precompile helper not started: %s", e)
+        return
+    run_types = _run_types_of_cli(cli_argv)
+    if run_types is not None:
+        compile_step_time(run_types)
 
 
 def prepare_engine(run_args: Sequence) -> Optional[callable]:
@@ -211,6 +262,8 @@ def prepare_engine(run_args: Sequence) -> Optional[callable]:
         else:
             sig = step_argtypes(run_types)
             helper = None if sig is None or is_cached(E._step, sig) else Helper(sig)
+            if helper is not None:
+                compile_step_time(run_types)
     except Exception as e:  # pragma: no cover - never let the optimisation break a run
         log.debug("precompile helper not started: %s", e)
         helper = None
@@ -226,8 +279,8 @@ def prepare_engine(run_args: Sequence) -> Optional[callable]:
     return finish
 
 
-def _types_of_cli(cli_argv) -> Optional[tuple]:
-    """``_step``'s argument types for the simulation ``blis <cli_argv>`` builds, from a
+def _run_types(cli_argv) -> tuple:
+    """``run_nb``'s argument types for the simulation ``blis <cli_argv>`` builds, from a
     one-request stand-in workload (the types do not depend on the workload)."""
     import numpy as np
 
@@ -246,7 +299,22 @@ def _types_of_cli(cli_argv) -> Optional[tuple]:
         logging.disable(logging.NOTSET)
     import numba
 
-    return step_argtypes(tuple(numba.typeof(a) for a in sim.run_args()))
+    return tuple(numba.typeof(a) for a in sim.run_args())
+
+
+def _run_types_of_cli(cli_argv) -> Optional[tuple]:
+    """:func:`_run_types`, or None if the command line does not build (the command
+    itself will report that)."""
+    try:
+        return _run_types(cli_argv)
+    except (Exception, SystemExit) as e:  # argparse exits; bad values raise ConfigError
+        log.debug("run types of %s not known: %r", cli_argv, e)
+        return None
+
+
+def _types_of_cli(cli_argv) -> Optional[tuple]:
+    """``_step``'s argument types for the simulation ``blis <cli_argv>`` builds."""
+    return step_argtypes(_run_types(cli_argv))
 
 
 def main(argv=None) -> int:

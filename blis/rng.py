@@ -73,7 +73,7 @@ class GoRand:
 
     def __init__(self, seed: int):
         self.seed = to_int64(int(seed))
-        self.state = _g.go_seed_nb(self.seed)
+        self.state = _g.go_seed(self.seed)
 
     def copy(self) -> "GoRand":
         other = GoRand.__new__(GoRand)

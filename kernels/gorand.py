@@ -473,6 +473,33 @@ def go_seed_nb(seed):
     return state
 
 
+_SEED_STEPS = 20 + 3 * RNG_LEN
+_seed_powers = []
+
+
+def go_seed(seed):
+    """``go_seed_nb`` in numpy, for Python callers (no kernel to compile on a first run).
+
+    Go's seeding steps ``x <- 48271*x mod (2^31-1)`` (Schrage's method is that product,
+    exactly), so its k-th value is ``s * 48271^k mod (2^31-1)``: one vectorised product
+    with a table of powers instead of 1,841 dependent steps."""
+    if not _seed_powers:
+        g, pw = 1, []
+        for _ in range(_SEED_STEPS):
+            g = g * 48271 % _INT32_MAX
+            pw.append(g)
+        _seed_powers.append(np.array(pw, np.int64))
+    s = int(seed) % _INT32_MAX
+    if s == 0:
+        s = 89482311
+    x = ((np.int64(s) * _seed_powers[0]) % _INT32_MAX)[20:].astype(np.uint64).reshape(RNG_LEN, 3)
+    state = np.empty(STATE_LEN, np.uint64)
+    state[:RNG_LEN] = (x[:, 0] << np.uint64(40)) ^ (x[:, 1] << np.uint64(20)) ^ x[:, 2] ^ RNG_COOKED
+    state[TAP_SLOT] = 0
+    state[FEED_SLOT] = RNG_LEN - RNG_TAP
+    return state
+
+
 # ---------------------------------------------------------------------------
 # Uniform draws
 # ---------------------------------------------------------------------------

@@ -149,3 +149,11 @@ def test_splitmix64_is_the_reference_finaliser():
     # first outputs of the reference SplitMix64 generator seeded with 0
     assert splitmix64(0) == 0xE220A8397B1DCDAF
     assert splitmix64(0x9E3779B97F4A7C15) == 0x6E789E6AA1B965F4
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.integers(-2**63, 2**63 - 1), st.sampled_from([0, 1, -1, 2**31 - 1, 2**31, -(2**31 - 1),
+                                                                  89482311, 2**63 - 1, -2**63])))
+def test_numpy_seeding_is_the_kernels(seed):
+    """``go_seed`` (numpy, what Python callers use) builds exactly ``go_seed_nb``'s state."""
+    assert np.array_equal(g.go_seed(seed), g.go_seed_nb(seed))

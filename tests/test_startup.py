@@ -79,6 +79,12 @@ def test_the_helpers_step_types_are_the_ones_run_nb_compiles(cfg):
     assert precompile.is_cached(E._step, sig)
     assert precompile.is_cached(E.run_nb, tuple(numba.typeof(a) for a in sim.run_args()))
     assert not precompile.is_cached(E._step, sig[:-1] + (numba.types.int32,))
+    # and the step-time kernel the main process compiles first (compile_step_time)
+    # for exactly the types _step's compile asked for
+    st = precompile.step_time_argtypes(tuple(numba.typeof(a) for a in sim.run_args()))
+    assert st is not None and len(st) == E.step_time_nb.py_func.__code__.co_argcount
+    assert precompile.is_cached(precompile.step_time_dispatcher(), st)
+    assert not precompile.is_cached(precompile.step_time_dispatcher(), st[:-1] + (numba.types.int32,))
 
 
 def test_the_early_helper_derives_the_command_lines_types():

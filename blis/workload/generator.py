@@ -32,7 +32,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from ..kernels.gorand import go_seed_nb, int63_nb, skip_intn_nb
+from ..kernels.gorand import go_seed, int63_nb, skip_intn_nb
 from ..kernels.jit import njit
 from .distributions import (
     ARRIVAL_PROCESSES,
@@ -687,7 +687,7 @@ def generate_time_varying(clients: Sequence, aggregate_rate: float, horizon_us: 
                         "requests (mixed always-on + windowed clients are not supported)", cid)
             continue
         client_seed = workload_rng.int63()
-        state = go_seed_nb(client_seed)
+        state = go_seed(client_seed)
         group = _get(c, "prefix_group", "") or ""
         plen = prefix_len.get(group, 0) if group else 0
         mt = is_multi_turn(c)

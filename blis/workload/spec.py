@@ -1204,7 +1204,7 @@ def _generate_custom(spec: WorkloadSpec, horizon_us: int, max_requests: int):
     a rate > 0), but a client with ``custom_arrival`` first draws one
     ``Int63()`` from its stream to seed its sampler's RNG, as BLIS does.
     """
-    from ..kernels.gorand import go_seed_nb, int63_nb
+    from ..kernels.gorand import go_seed, int63_nb
     from ..rng import GoRand, SUBSYSTEM_WORKLOAD_GEN, derive_seed
 
     clients = spec.clients
@@ -1225,7 +1225,7 @@ def _generate_custom(spec: WorkloadSpec, horizon_us: int, max_requests: int):
         if rates[idx] <= 0:
             continue
         client_seed = rng.int63()
-        state = go_seed_nb(client_seed)
+        state = go_seed(client_seed)
         where = f"client {c.id!r}"
         if c.custom_arrival is not None:
             a = c.custom_arrival.make_sampler(GoRand(int(int63_nb(state))))

@@ -33,7 +33,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import ConfigError
-from ..kernels.gorand import go_seed_nb, skip_intn_nb
+from ..kernels.gorand import go_seed, skip_intn_nb
 from ..kernels.jit import njit
 from ..requests import RequestTable
 from . import generator as _gen
@@ -500,7 +500,7 @@ def _generate_sliced(clients, rates, workload_rng, horizon_us, max_requests, cap
         if rates[idx] <= 0:
             continue
         client_seed = workload_rng.int63()
-        state = go_seed_nb(client_seed)
+        state = go_seed(client_seed)
         a, s_in, s_out = _client_samplers(c, rates[idx])
         wins = _windows(c)
         todo.append(dict(idx=idx, seed=client_seed, state=state, a=a, s_in=s_in, s_out=s_out,
@@ -701,7 +701,7 @@ def generate_requests(spec, horizon_us: int = INT64_MAX, max_requests: Optional[
         if rates[idx] <= 0:
             continue
         client_seed = workload_rng.int63()
-        state = go_seed_nb(client_seed)
+        state = go_seed(client_seed)
         a, s_in, s_out = _client_samplers(c, rates[idx])
         parts.append(generate_client_part(idx, c, client_seed, state, a, s_in, s_out, rates[idx], horizon_us,
                                           max_requests, cap, prefix_len))
