@@ -122,13 +122,33 @@ def _in_windows_nb(t, ws, we):
     return False
 
 
-@njit
+@njit(inner=True)
 def _last_end_nb(we):
     last = np.int64(0)
     for w in range(we.shape[0]):
         if we[w] > last:
             last = we[w]
     return last
+
+
+#: what :func:`_next_arrival_nb` found
+ARRIVAL_STOP, ARRIVAL_SKIP, ARRIVAL_EMIT = 0, 1, 2
+
+
+@njit(inner=True)
+def _next_arrival_nb(state, a_kind, a_params, a_seq, cursor, t, horizon, ws, we, last_end):
+    """One step of a client's arrival loop: draw the next IAT after ``t``.
+
+    Returns ``(t', what)``: ``ARRIVAL_STOP`` (an IAT of 0, or the horizon reached, or
+    past the last window), ``ARRIVAL_SKIP`` (``t'`` falls outside the active windows:
+    draw again from ``t'``) or ``ARRIVAL_EMIT`` (a request arrives at ``t'``)."""
+    iat = sample_iat_nb(state, a_kind, a_params, a_seq, cursor)
+    if iat == 0 or iat >= horizon - t:
+        return t, ARRIVAL_STOP
+    t += iat
+    if ws.shape[0] > 0 and not _in_windows_nb(t, ws, we):
+        return t, ARRIVAL_STOP if t >= last_end else ARRIVAL_SKIP
+    return t, ARRIVAL_EMIT
 
 
 # ---------------------------------------------------------------------------
@@ -192,22 +212,16 @@ def multimodal_client_nb(state, cap, horizon, a_kind, a_params, a_seq,
     fbuf = np.empty(1024, np.float64)
     cursor = np.zeros(1, np.int64)
     counts = np.zeros(4, np.int64)
-    n_win = ws.shape[0]
     last_end = _last_end_nb(we)
     n = 0
     t = np.int64(0)
     while t < horizon:
         if cap > 0 and n >= cap:
             break
-        iat = sample_iat_nb(state, a_kind, a_params, a_seq, cursor)
-        if iat == 0:
+        t, what = _next_arrival_nb(state, a_kind, a_params, a_seq, cursor, t, horizon, ws, we, last_end)
+        if what == ARRIVAL_STOP:
             break
-        if iat >= horizon - t:
-            break
-        t += iat
-        if n_win > 0 and not _in_windows_nb(t, ws, we):
-            if t >= last_end:
-                break
+        if what == ARRIVAL_SKIP:
             continue
         li = multimodal_tokens_nb(state, kinds, params, values, cdf, nvals, counts)
         lo = _draw_nb(state, kinds, params, values, cdf, nvals, MM_OUTPUT)
@@ -336,15 +350,10 @@ def reasoning_client_nb(state, single, cap, horizon, a_kind, a_params, a_seq,
     while t < horizon:
         if cap > 0 and count >= cap:
             break
-        iat = sample_iat_nb(state, a_kind, a_params, a_seq, cursor)
-        if iat == 0:
+        t, what = _next_arrival_nb(state, a_kind, a_params, a_seq, cursor, t, horizon, ws, we, last_end)
+        if what == ARRIVAL_STOP:
             break
-        if iat >= horizon - t:
-            break
-        t += iat
-        if n_win > 0 and not _in_windows_nb(t, ws, we):
-            if t >= last_end:
-                break
+        if what == ARRIVAL_SKIP:
             continue
         sid = reasoning_session_nb(state, kinds, params, values, cdf, nvals, max_rounds, think_us,
                                    accumulate, prefix_len, t, r_arr, r_in, r_out, r_rr)
