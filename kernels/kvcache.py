@@ -771,9 +771,10 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
     pass stamps and tenancies, which the plain pass then sets alike) if it cannot be exact.
 
     The pass is memory bound (the CPU tier's arrays exceed the L2 cache), so before any
-    change it walks what it will touch with independent loads and prefetches: the new
-    blocks' hashes (the slots' hash cache, kv[_SH]) and CPU hash-table home slots, the nodes
-    those slots name, the departed slots' nodes and the entries its stores may evict."""
+    change it prefetches the CPU hash-table home slots of the new blocks' hashes (read from
+    the slots' hash cache, kv[_SH]) and the records and home slots of the entries its stores
+    may evict.  (Prefetching the nodes the new blocks' home slots name, and the departed
+    slots' nodes, measured slower: those loops stall on their own loads.)"""
     sl = kv[8]
     sh = kv[_SH]
     msb = cpu[_MSB]
@@ -833,7 +834,7 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
     used = meta[i, 2]
     if used + work > capacity and used - tm[i, _TM_NUNL] - tm[i, _TM_YTOUCH] <= work:
         return False  # evictions could reach entries of the last batch
-    # the departed slots (cur[2]) of the last batch; prefetch their nodes (step 1)
+    # the departed slots (cur[2]) of the last batch
     mbn = tm[i, _TM_MBN]
     ndep = 0
     dep = np.int64(0)
@@ -842,8 +843,6 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
         if sm[i, s, _SM_CONT] != ps:
             cur[i, 2, ndep] = s
             ndep += 1
-            for j in range(sm[i, s, _SM_LEN]):
-                _prefetch(rec[i], msb[i, s, j], 0)
             dep += sm[i, s, _SM_LEN]
     # the entries the stores may evict (at most work - free room, from the head): their
     # records (the stores' new nodes) and hash-table home slots
@@ -856,17 +855,6 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
             _prefetch(ht, i, np.int64(np.uint64(np.uint32(rec[i, v, _R_HI])) & hmask))
             nev -= 1
         x += 1
-    # the nodes the new blocks' home slots name (usually the block's entry when present)
-    if work > 0:
-        for k in range(ndirty):
-            s = cur[i, 1, k]
-            for j in range(sm[i, s, _SM_LEN] if sm[i, s, _SM_CONT] == ps else 0, sl[i, s]):
-                h = sh[i, s, j]
-                if h == _ZERO:
-                    break
-                e = ht[i, np.int64((h >> _S32) & hmask)]
-                if e != _ZERO:
-                    _prefetch(rec[i], np.int64(e & _LO32) - 1, 0)
     # 1. entries of departed slots, in last-batch order (listed before the Y segment)
     if dep > 0:
         _ring_reserve(ring, rec, tm, i, min(dep, capacity) + _y_span(tm, i))
