@@ -791,7 +791,6 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
     ps = tm[i, _TM_STAMP]
     # the batch's slots (cur[0]); which continue (same tenancy, in the last pass's batch);
     # the "dirty" ones (cur[1]): new tenancies and slots with blocks since their last pass
-    # (prefetching where those blocks are)
     wmax = min(msb.shape[2], sh.shape[2])
     nbt = 0
     ndirty = 0
@@ -810,12 +809,10 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
             if m < n:
                 cur[i, 1, ndirty] = s
                 ndirty += 1
-                _prefetch(sh[i], s, m)
         else:
             sm[i, s, _SM_GEN] = sm[i, s, _SM_TGEN]
             cur[i, 1, ndirty] = s
             ndirty += 1
-            _prefetch(sh[i], s, 0)
         sm[i, s, _SM_LAST] = ps
     # the new work: count it, check it, prefetch the blocks' hash-table home slots
     work = np.int64(0)
@@ -1029,12 +1026,13 @@ def _reload_prefix(kv, cpu, ins, i, rq, gseed, r, start_block, prev, B, base_lat
     max_reloads = ins[i, I_FREE_CNT]
     reloaded = False
     count = np.int64(0)
+    ht = cpu[LRU_HT]
     for j in range(start_block, n):
         h, e = _block_hash(mh, mt, i, rq, gseed, r, prev, j * B, B, e)
         if ht_get_nb(htk, htv, i, h) >= 0:
             prev = h
             continue
-        nd = _ct_find(cpu[LRU_HT], cpu[_REC], i, h)
+        nd = _ct_find(ht, cpu[_REC], i, h)
         if nd < 0 or count >= max_reloads:
             return reloaded
         b = ins[i, I_FREE_HEAD]
