@@ -217,9 +217,12 @@ def _memo_new(mt, i, rq, gseed, r, B):
 @njit
 def _block_hash(mh, mt, i, rq, gseed, r, prev, pos0, B, e):
     """``req_block_hash_nb(rq, gseed, r, prev, pos0, B)`` through the memo (mh, mt = kv[13],
-    kv[14]); ``e`` = request r's entry (-1 = none yet).  Returns (hash, entry)."""
+    kv[14]); ``e`` = request r's entry (-1 = none yet, -2 = not looked up yet: the lookup
+    reads the request's row, so callers that may hash nothing defer it).  Returns (hash, entry)."""
     if pos0 % B == 0:
         j = pos0 // B
+        if e == -2:
+            e = _memo_find(mt, i, rq, gseed, r, B)
         if e < 0 and j == 0 and prev == _ZERO:
             e = _memo_new(mt, i, rq, gseed, r, B)
         if e >= 0:
@@ -323,7 +326,7 @@ def kv_allocate_nb(kv, ins, i, rq, gseed, r, start, end, cached, n_cached, B):
     mh = kv[_MH]
     mt = kv[_MT]
     sh = kv[_SH]
-    e = _memo_find(mt, i, rq, gseed, r, B)
+    e = np.int64(-2)  # looked up at the first hash (most calls hash nothing)
     k = np.int64(0)
     while k < npos:
         s = rq[R_SLOT, r]
@@ -491,7 +494,7 @@ _LO32 = np.uint64(0xFFFFFFFF)
 def make_cpu_tier_arrays(n_rows, capacity, n_slots, max_blocks):
     """The CPU tier tuple (call lru_init_nb on each row; everything else starts at zero)."""
     cap = max(int(capacity), 1)
-    lru = make_lru_arrays(n_rows, cap, load=0.75)  # a smaller table: fewer cache misses
+    lru = make_lru_arrays(n_rows, cap)  # (a sparser table than load 0.75 measured faster)
     return lru + (np.zeros((n_rows, n_slots, max_blocks), np.int32),
                   np.zeros((n_rows, n_slots, 5), np.int64), np.zeros((n_rows, n_slots), np.int32),
                   np.zeros((n_rows, 12), np.int64), np.zeros((n_rows, 3, n_slots), np.int32),
@@ -768,9 +771,10 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
     pass stamps and tenancies, which the plain pass then sets alike) if it cannot be exact.
 
     The pass is memory bound (the CPU tier's arrays exceed the L2 cache), so before any
-    change it walks what it will touch with independent loads and prefetches: the new
-    blocks' hashes (the slots' hash cache, kv[_SH]) and CPU hash-table home slots, the nodes
-    those slots name, the departed slots' nodes and the entries its stores may evict."""
+    change it prefetches the CPU hash-table home slots of the new blocks' hashes (read from
+    the slots' hash cache, kv[_SH]) and the records and home slots of the entries its stores
+    may evict.  (Prefetching the nodes the new blocks' home slots name, and the departed
+    slots' nodes, measured slower: those loops stall on their own loads.)"""
     sl = kv[8]
     sh = kv[_SH]
     msb = cpu[_MSB]
@@ -787,7 +791,6 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
     ps = tm[i, _TM_STAMP]
     # the batch's slots (cur[0]); which continue (same tenancy, in the last pass's batch);
     # the "dirty" ones (cur[1]): new tenancies and slots with blocks since their last pass
-    # (prefetching where those blocks are)
     wmax = min(msb.shape[2], sh.shape[2])
     nbt = 0
     ndirty = 0
@@ -806,12 +809,10 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
             if m < n:
                 cur[i, 1, ndirty] = s
                 ndirty += 1
-                _prefetch(sh[i], s, m)
         else:
             sm[i, s, _SM_GEN] = sm[i, s, _SM_TGEN]
             cur[i, 1, ndirty] = s
             ndirty += 1
-            _prefetch(sh[i], s, 0)
         sm[i, s, _SM_LAST] = ps
     # the new work: count it, check it, prefetch the blocks' hash-table home slots
     work = np.int64(0)
@@ -830,7 +831,7 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
     used = meta[i, 2]
     if used + work > capacity and used - tm[i, _TM_NUNL] - tm[i, _TM_YTOUCH] <= work:
         return False  # evictions could reach entries of the last batch
-    # the departed slots (cur[2]) of the last batch; prefetch their nodes (step 1)
+    # the departed slots (cur[2]) of the last batch
     mbn = tm[i, _TM_MBN]
     ndep = 0
     dep = np.int64(0)
@@ -839,8 +840,6 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
         if sm[i, s, _SM_CONT] != ps:
             cur[i, 2, ndep] = s
             ndep += 1
-            for j in range(sm[i, s, _SM_LEN]):
-                _prefetch(rec[i], msb[i, s, j], 0)
             dep += sm[i, s, _SM_LEN]
     # the entries the stores may evict (at most work - free room, from the head): their
     # records (the stores' new nodes) and hash-table home slots
@@ -853,17 +852,6 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
             _prefetch(ht, i, np.int64(np.uint64(np.uint32(rec[i, v, _R_HI])) & hmask))
             nev -= 1
         x += 1
-    # the nodes the new blocks' home slots name (usually the block's entry when present)
-    if work > 0:
-        for k in range(ndirty):
-            s = cur[i, 1, k]
-            for j in range(sm[i, s, _SM_LEN] if sm[i, s, _SM_CONT] == ps else 0, sl[i, s]):
-                h = sh[i, s, j]
-                if h == _ZERO:
-                    break
-                e = ht[i, np.int64((h >> _S32) & hmask)]
-                if e != _ZERO:
-                    _prefetch(rec[i], np.int64(e & _LO32) - 1, 0)
     # 1. entries of departed slots, in last-batch order (listed before the Y segment)
     if dep > 0:
         _ring_reserve(ring, rec, tm, i, min(dep, capacity) + _y_span(tm, i))
@@ -1038,12 +1026,13 @@ def _reload_prefix(kv, cpu, ins, i, rq, gseed, r, start_block, prev, B, base_lat
     max_reloads = ins[i, I_FREE_CNT]
     reloaded = False
     count = np.int64(0)
+    ht = cpu[LRU_HT]
     for j in range(start_block, n):
         h, e = _block_hash(mh, mt, i, rq, gseed, r, prev, j * B, B, e)
         if ht_get_nb(htk, htv, i, h) >= 0:
             prev = h
             continue
-        nd = _ct_find(cpu[LRU_HT], cpu[_REC], i, h)
+        nd = _ct_find(ht, cpu[_REC], i, h)
         if nd < 0 or count >= max_reloads:
             return reloaded
         b = ins[i, I_FREE_HEAD]
