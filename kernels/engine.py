@@ -256,11 +256,15 @@ def _fin(glob, scratch, cfg, rq, r, tick):
         glob[G_FIN_N] += 1
 
 
-@njit
+@njit(inline="always")
 def _alloc(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_cached, cfg, cfgf, newc):
     """AllocateKVBlocks through the configured KV store (single tier or GPU+CPU).
 
-    ``cpu is None`` (the basic variant, see run_nb) compiles the single tier only."""
+    ``cpu is None`` (the basic variant, see run_nb) compiles the single tier only.  Inlined
+    (numba IR) into its callers: a call passes the kv and CPU tuples as some 260 stack
+    words, and in the tiered variant LLVM does not inline it, so every allocation paid an
+    extra call level; now the common case calls kv_allocate_nb directly, as the
+    single-tier variant does."""
     if cpu is not None:
         if cfg[C_CPU_BLOCKS] > 0:
             return kv_allocate_tiered_nb(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_cached,
