@@ -23,7 +23,11 @@ Arrays (tuple ``kv``):
   is full and hashed, else 0 (kept by slot_append_nb and the allocation that fills and
   hashes a slot's block; a block's hash and fill cannot change otherwise while a slot holds
   it, and the engine's decode top-up never fills a block), so that the CPU tier's mirror
-  reads a slot's block hashes consecutively.
+  reads a slot's block hashes consecutively;
+  sv int64[n_inst, n_slots]: a per-slot change counter, bumped whenever the slot's block
+  list or hash cache changes (slot_append_nb, the allocation that hashes a slot's block, a
+  new or released slot), so that the mirror skips the slots that did not change since it
+  last read them.
 """
 import numpy as np
 
@@ -42,7 +46,7 @@ _ZERO = np.uint64(0)
 KV_NSTATE = 13
 #: memo entries per instance row (direct mapped: request row r uses entry r % MEMO_E)
 MEMO_E = 32
-_MH, _MT, _SH = 13, 14, 15
+_MH, _MT, _SH, _SV = 13, 14, 15, 16
 #: memo entry tag fields: request row, hashes held, block size, then the row's content fields
 _MT_R, _MT_N, _MT_B, _MT_ILEN, _MT_PLEN, _MT_CSEED, _MT_GSEED, _MT_CTXP, _MT_CTXLEN = 0, 1, 2, 3, 4, 5, 6, 7, 8
 
@@ -59,7 +63,7 @@ def make_kv_arrays(n_inst, total_blocks, n_slots, max_blocks, log_capacity=4096)
             np.zeros((n_inst, n_slots), np.int32), np.zeros((n_inst, log_capacity), np.uint64),
             np.zeros((n_inst, log_capacity), np.int8),
             np.zeros((n_inst, MEMO_E, max(int(max_blocks), 1)), np.uint64), mt,
-            np.zeros((n_inst, n_slots, max_blocks), np.uint64))
+            np.zeros((n_inst, n_slots, max_blocks), np.uint64), np.zeros((n_inst, n_slots), np.int64))
 
 
 @njit
@@ -156,6 +160,7 @@ def slot_append_nb(kv, ins, i, s, b, B):
         return
     sb[i, s, n] = b
     sl[i, s] = n + 1
+    kv[_SV][i, s] += 1
     sh = kv[_SH]
     if n < sh.shape[2]:
         sh[i, s, n] = kv[1][i, b] if kv[2][i, b] == B else _ZERO
@@ -284,6 +289,7 @@ def _new_slot(kv, ins, i, rq, r, base):
     ins[i, I_SLOT_FREE_N] -= 1
     s = sfree[i, ins[i, I_SLOT_FREE_N]]
     sl[i, s] = 0
+    kv[_SV][i, s] += 1
     sbase[i, s] = base
     rq[R_SLOT, r] = s
     return s
@@ -358,6 +364,7 @@ def kv_allocate_nb(kv, ins, i, rq, gseed, r, start, end, cached, n_cached, B):
                 kv_ht_put_nb(kv, ins, i, h, latest)
                 if n_ids - 1 < sh.shape[2]:
                     sh[i, s, n_ids - 1] = h
+                kv[_SV][i, s] += 1
         else:
             rem = npos - k
             if rem <= 0:
@@ -387,6 +394,7 @@ def kv_allocate_nb(kv, ins, i, rq, gseed, r, start, end, cached, n_cached, B):
                     n_ids = sl[i, s] - 1
                     if n_ids < sh.shape[2] and sb[i, s, n_ids] == b:
                         sh[i, s, n_ids] = h
+                    kv[_SV][i, s] += 1
                 k += cnt
     return True
 
@@ -410,6 +418,7 @@ def kv_release_nb(kv, ins, i, rq, r):
         if ref[i, b] == 0:
             _append_free(nxt, prv, ins, i, b)
     sl[i, s] = 0
+    kv[_SV][i, s] += 1
     sfree[i, ins[i, I_SLOT_FREE_N]] = s
     ins[i, I_SLOT_FREE_N] += 1
     rq[R_SLOT, r] = -1
@@ -462,7 +471,7 @@ from .lru import LRU_FREE, LRU_HT, LRU_META, make_lru_arrays  # noqa: E402
 # unlisting touches no neighbour.  The Y segment is the ring suffix from a cell index.
 #
 # cpu tuple = lru arrays (5: hash table, free nodes, meta (head, tail unused; used, free
-# count); the node hashes and list links are not used) + msb int32[n, slots, max_blocks] (nodes each slot contributed), sm int64[n, slots, 5]
+# count); the node hashes and list links are not used) + msb int32[n, slots, max_blocks] (nodes each slot contributed), sm int64[n, slots, 6]
 # (_SM_*), mbt int32[n, slots] (slots of the last batch, in order), tm int64[n, 12] (_TM_*),
 # cur int32[n, 3, slots] (scratch: the batch's, the dirty and the departed slots of a pass),
 # rec int32[n, capacity, 4] (per node: _R_* fields), ring int32[n, 4 * capacity] (node ids,
@@ -475,8 +484,9 @@ CPU_TM = _TMA
 CPU_SCRATCH = _CUR
 #: slot fields: blocks contributed, tenancy they belong to, current tenancy (bumped by
 #: kv_allocate_tiered_nb), stamp of the last pass that saw the slot in the batch, stamp of
-#: the last pass that found it continuing (same tenancy, in the previous pass's batch)
-_SM_LEN, _SM_GEN, _SM_TGEN, _SM_LAST, _SM_CONT = 0, 1, 2, 3, 4
+#: the last pass that found it continuing (same tenancy, in the previous pass's batch), the
+#: slot's change counter (kv[_SV]) when an incremental pass last read its blocks
+_SM_LEN, _SM_GEN, _SM_TGEN, _SM_LAST, _SM_CONT, _SM_VER = 0, 1, 2, 3, 4, 5
 #: incremental mode on, Y start cell + 1 (0 = empty), reload touches since the pass, present
 #: nodes off the order, slots in mbt, incremental passes tried, incremental mode disabled
 #: (tests), incremental passes that fell back to the plain pass, (8: unused), ring head
@@ -496,7 +506,7 @@ def make_cpu_tier_arrays(n_rows, capacity, n_slots, max_blocks):
     cap = max(int(capacity), 1)
     lru = make_lru_arrays(n_rows, cap)  # (a sparser table than load 0.75 measured faster)
     return lru + (np.zeros((n_rows, n_slots, max_blocks), np.int32),
-                  np.zeros((n_rows, n_slots, 5), np.int64), np.zeros((n_rows, n_slots), np.int32),
+                  np.zeros((n_rows, n_slots, 6), np.int64), np.zeros((n_rows, n_slots), np.int32),
                   np.zeros((n_rows, 12), np.int64), np.zeros((n_rows, 3, n_slots), np.int32),
                   np.zeros((n_rows, cap, 4), np.int32), np.zeros((n_rows, max(4 * cap, 16)), np.int32))
 
@@ -777,6 +787,7 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
     slots' nodes, measured slower: those loops stall on their own loads.)"""
     sl = kv[8]
     sh = kv[_SH]
+    sv = kv[_SV]
     msb = cpu[_MSB]
     sm = cpu[_SMA]
     mbt = cpu[_MBT]
@@ -805,8 +816,9 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
             return False  # a list longer than the per-slot arrays (grown between runs)
         if sm[i, s, _SM_LAST] == ps - 1 and sm[i, s, _SM_GEN] == sm[i, s, _SM_TGEN]:
             sm[i, s, _SM_CONT] = ps
-            m = sm[i, s, _SM_LEN]
-            if m < n:
+            # blocks not contributed yet, and the slot changed since a pass last read them
+            # (unchanged: the same partial last block, whose hash cache entry is still 0)
+            if sm[i, s, _SM_LEN] < n and sv[i, s] != sm[i, s, _SM_VER]:
                 cur[i, 1, ndirty] = s
                 ndirty += 1
         else:
@@ -885,6 +897,7 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
             msb[i, s, m] = nd
             m += 1
         sm[i, s, _SM_LEN] = m
+        sm[i, s, _SM_VER] = sv[i, s]
     for k in range(nbt):
         mbt[i, k] = cur[i, 0, k]
     # 3. entries reloads touched since the last pass that are in the batch again
