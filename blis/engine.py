@@ -492,14 +492,22 @@ class Simulation:
         from blis.results import SimResults
         return SimResults.from_simulation(self)
 
-    def full_variant(self) -> bool:
-        """True when this run needs run_nb's full compiled variant (CPU tier, weighted
-        routing, decision trace or a built-in admission policy other than always-admit);
-        plain runs use the smaller basic variant (see ``run_nb``), which compiles in
-        about half the time."""
+    def variant(self) -> tuple:
+        """``(cpu_tier, policies)``: which optional parts of ``run_nb`` this run compiles
+        in (see ``run_nb``).  ``cpu_tier``: the CPU KV tier (``kv_cpu_blocks > 0``);
+        ``policies``: weighted routing, the decision trace, tenant budgets or a built-in
+        admission policy other than always-admit.  A plain run takes ``(False, False)``,
+        the *basic* variant, which compiles in about half the time; each part is
+        compiled in only where it is used, so a CPU-tier run does not pay for the
+        routing scorers and admission policies, nor a weighted-routing run for the tier."""
         c = self.cfg_arr
-        return bool(c[Lo.C_CPU_BLOCKS] > 0 or c[Lo.C_ROUTING] == Lo.ROUTE_WEIGHTED or c[Lo.C_TRACE] != 0
-                    or c[Lo.C_TENANT_CAP] > 0 or c[Lo.C_ADMISSION] not in (Lo.ADMIT_ALWAYS, Lo.ADMIT_PYTHON))
+        policies = bool(c[Lo.C_ROUTING] == Lo.ROUTE_WEIGHTED or c[Lo.C_TRACE] != 0
+                        or c[Lo.C_TENANT_CAP] > 0 or c[Lo.C_ADMISSION] not in (Lo.ADMIT_ALWAYS, Lo.ADMIT_PYTHON))
+        return bool(c[Lo.C_CPU_BLOCKS] > 0), policies
+
+    def full_variant(self) -> bool:
+        """True when this run compiles in any optional part of ``run_nb`` (see :meth:`variant`)."""
+        return any(self.variant())
 
     def _drive(self, progress, events_per_update):
         if progress is not None:
@@ -517,11 +525,11 @@ class Simulation:
 
     def run_args(self) -> tuple:
         """The arguments of the next ``run_nb`` call (this run's compiled variant)."""
-        full = self.full_variant()
+        tier, policies = self.variant()
         return (self.rq, self.gseed, self.arrival_order, self.ins, self.ev, self.wq,
-                self.bt, self.kv, self.cpu if full else None, self.itl, self.cev, self.glob,
+                self.bt, self.kv, self.cpu if tier else None, self.itl, self.cev, self.glob,
                 self.cfg_arr, self.cfgf, self.lat, self.scratch, self.router_rng, self.wr,
-                self.pa if full else None, self.hsc if full else None)
+                self.pa if policies else None, self.hsc if policies else None)
 
     def _drive_loop(self, progress, events_per_update):
         while True:

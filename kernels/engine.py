@@ -256,11 +256,15 @@ def _fin(glob, scratch, cfg, rq, r, tick):
         glob[G_FIN_N] += 1
 
 
-@njit(inner=True)
+@njit(inner=True, inline="always")
 def _alloc(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_cached, cfg, cfgf, newc):
     """AllocateKVBlocks through the configured KV store (single tier or GPU+CPU).
 
-    ``cpu is None`` (the basic variant, see run_nb) compiles the single tier only."""
+    ``cpu is None`` (the basic variant, see run_nb) compiles the single tier only.  Inlined
+    (numba IR) into its callers: a call passes the kv and CPU tuples as some 260 stack
+    words, and in the tiered variant LLVM does not inline it, so every allocation paid an
+    extra call level; now the common case calls kv_allocate_nb directly, as the
+    single-tier variant does."""
     if cpu is not None:
         if cfg[C_CPU_BLOCKS] > 0:
             return kv_allocate_tiered_nb(kv, cpu, ins, i, rq, gseed, r, start, end, cached, n_cached,
@@ -1075,12 +1079,13 @@ def run_nb(rq, gseed, arrival_order, ins, ev, wq, bt, kv, cpu, itl, cev, glob, c
            router_rng, wr, pa, hsc):
     """Advance the simulation; returns DONE, GROW or NEED_* (see module doc).
 
-    Two compiled variants: with ``cpu``, ``pa`` and ``hsc`` all None (the *basic*
-    variant: single-tier KV, built-in non-weighted routing, always-admit or Python
-    admission, no decision trace) numba prunes the CPU tier, weighted scorers,
-    built-in admission policies and tracing before type inference, so a plain run
-    compiles about half the code; any of those features passes the real tuples and
-    compiles the *full* variant.  Both give identical results for a basic run.
+    Compiled variants: ``cpu`` None prunes the CPU KV tier (``if cpu is not None``);
+    ``pa`` and ``hsc`` None (always together) prune the weighted-routing scorers, the
+    built-in admission policies and tenant budgets, and the decision trace (``if hsc is
+    not None``).  numba prunes those branches before type inference, so a plain run
+    (all three None: the *basic* variant) compiles about half the code, and a run
+    compiles in only the parts it uses (``Simulation.variant``).  Every variant gives
+    identical results for a run that does not use the parts it adds.
     """
     n_inst = cfg[C_NINST]
     n_req = arrival_order.shape[0]

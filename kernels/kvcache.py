@@ -23,7 +23,11 @@ Arrays (tuple ``kv``):
   is full and hashed, else 0 (kept by slot_append_nb and the allocation that fills and
   hashes a slot's block; a block's hash and fill cannot change otherwise while a slot holds
   it, and the engine's decode top-up never fills a block), so that the CPU tier's mirror
-  reads a slot's block hashes consecutively.
+  reads a slot's block hashes consecutively;
+  sv int64[n_inst, n_slots]: a per-slot change counter, bumped whenever the slot's block
+  list or hash cache changes (slot_append_nb, the allocation that hashes a slot's block, a
+  new or released slot), so that the mirror skips the slots that did not change since it
+  last read them.
 """
 import numpy as np
 
@@ -42,7 +46,7 @@ _ZERO = np.uint64(0)
 KV_NSTATE = 13
 #: memo entries per instance row (direct mapped: request row r uses entry r % MEMO_E)
 MEMO_E = 32
-_MH, _MT, _SH = 13, 14, 15
+_MH, _MT, _SH, _SV = 13, 14, 15, 16
 #: memo entry tag fields: request row, hashes held, block size, then the row's content fields
 _MT_R, _MT_N, _MT_B, _MT_ILEN, _MT_PLEN, _MT_CSEED, _MT_GSEED, _MT_CTXP, _MT_CTXLEN = 0, 1, 2, 3, 4, 5, 6, 7, 8
 
@@ -59,7 +63,7 @@ def make_kv_arrays(n_inst, total_blocks, n_slots, max_blocks, log_capacity=4096)
             np.zeros((n_inst, n_slots), np.int32), np.zeros((n_inst, log_capacity), np.uint64),
             np.zeros((n_inst, log_capacity), np.int8),
             np.zeros((n_inst, MEMO_E, max(int(max_blocks), 1)), np.uint64), mt,
-            np.zeros((n_inst, n_slots, max_blocks), np.uint64))
+            np.zeros((n_inst, n_slots, max_blocks), np.uint64), np.zeros((n_inst, n_slots), np.int64))
 
 
 @njit(inner=True)
@@ -182,6 +186,7 @@ def slot_append_nb(kv, ins, i, s, b, B):
         return
     sb[i, s, n] = b
     sl[i, s] = n + 1
+    kv[_SV][i, s] += 1
     sh = kv[_SH]
     if n < sh.shape[2]:
         sh[i, s, n] = kv[1][i, b] if kv[2][i, b] == B else _ZERO
@@ -243,9 +248,12 @@ def _memo_new(mt, i, rq, gseed, r, B):
 @njit(inner=True)
 def _block_hash(mh, mt, i, rq, gseed, r, prev, pos0, B, e):
     """``req_block_hash_nb(rq, gseed, r, prev, pos0, B)`` through the memo (mh, mt = kv[13],
-    kv[14]); ``e`` = request r's entry (-1 = none yet).  Returns (hash, entry)."""
+    kv[14]); ``e`` = request r's entry (-1 = none yet, -2 = not looked up yet: the lookup
+    reads the request's row, so callers that may hash nothing defer it).  Returns (hash, entry)."""
     if pos0 % B == 0:
         j = pos0 // B
+        if e == -2:
+            e = _memo_find(mt, i, rq, gseed, r, B)
         if e < 0 and j == 0 and prev == _ZERO:
             e = _memo_new(mt, i, rq, gseed, r, B)
         if e >= 0:
@@ -307,6 +315,7 @@ def _new_slot(kv, ins, i, rq, r, base):
     ins[i, I_SLOT_FREE_N] -= 1
     s = sfree[i, ins[i, I_SLOT_FREE_N]]
     sl[i, s] = 0
+    kv[_SV][i, s] += 1
     sbase[i, s] = base
     rq[R_SLOT, r] = s
     return s
@@ -349,7 +358,7 @@ def kv_allocate_nb(kv, ins, i, rq, gseed, r, start, end, cached, n_cached, B):
     mh = kv[_MH]
     mt = kv[_MT]
     sh = kv[_SH]
-    e = _memo_find(mt, i, rq, gseed, r, B)
+    e = np.int64(-2)  # looked up at the first hash (most calls hash nothing)
     k = np.int64(0)
     while k < npos:
         s = rq[R_SLOT, r]
@@ -381,6 +390,7 @@ def kv_allocate_nb(kv, ins, i, rq, gseed, r, start, end, cached, n_cached, B):
                 kv_ht_put_nb(kv, ins, i, h, latest)
                 if n_ids - 1 < sh.shape[2]:
                     sh[i, s, n_ids - 1] = h
+                kv[_SV][i, s] += 1
         else:
             rem = npos - k
             if rem <= 0:
@@ -410,6 +420,7 @@ def kv_allocate_nb(kv, ins, i, rq, gseed, r, start, end, cached, n_cached, B):
                     n_ids = sl[i, s] - 1
                     if n_ids < sh.shape[2] and sb[i, s, n_ids] == b:
                         sh[i, s, n_ids] = h
+                    kv[_SV][i, s] += 1
                 k += cnt
     return True
 
@@ -433,6 +444,7 @@ def kv_release_nb(kv, ins, i, rq, r):
         if ref[i, b] == 0:
             _append_free(nxt, prv, ins, i, b)
     sl[i, s] = 0
+    kv[_SV][i, s] += 1
     sfree[i, ins[i, I_SLOT_FREE_N]] = s
     ins[i, I_SLOT_FREE_N] += 1
     rq[R_SLOT, r] = -1
@@ -485,7 +497,7 @@ from .lru import LRU_FREE, LRU_HT, LRU_META, make_lru_arrays  # noqa: E402
 # unlisting touches no neighbour.  The Y segment is the ring suffix from a cell index.
 #
 # cpu tuple = lru arrays (5: hash table, free nodes, meta (head, tail unused; used, free
-# count); the node hashes and list links are not used) + msb int32[n, slots, max_blocks] (nodes each slot contributed), sm int64[n, slots, 5]
+# count); the node hashes and list links are not used) + msb int32[n, slots, max_blocks] (nodes each slot contributed), sm int64[n, slots, 6]
 # (_SM_*), mbt int32[n, slots] (slots of the last batch, in order), tm int64[n, 12] (_TM_*),
 # cur int32[n, 3, slots] (scratch: the batch's, the dirty and the departed slots of a pass),
 # rec int32[n, capacity, 4] (per node: _R_* fields), ring int32[n, 4 * capacity] (node ids,
@@ -498,8 +510,9 @@ CPU_TM = _TMA
 CPU_SCRATCH = _CUR
 #: slot fields: blocks contributed, tenancy they belong to, current tenancy (bumped by
 #: kv_allocate_tiered_nb), stamp of the last pass that saw the slot in the batch, stamp of
-#: the last pass that found it continuing (same tenancy, in the previous pass's batch)
-_SM_LEN, _SM_GEN, _SM_TGEN, _SM_LAST, _SM_CONT = 0, 1, 2, 3, 4
+#: the last pass that found it continuing (same tenancy, in the previous pass's batch), the
+#: slot's change counter (kv[_SV]) when an incremental pass last read its blocks
+_SM_LEN, _SM_GEN, _SM_TGEN, _SM_LAST, _SM_CONT, _SM_VER = 0, 1, 2, 3, 4, 5
 #: incremental mode on, Y start cell + 1 (0 = empty), reload touches since the pass, present
 #: nodes off the order, slots in mbt, incremental passes tried, incremental mode disabled
 #: (tests), incremental passes that fell back to the plain pass, (8: unused), ring head
@@ -517,9 +530,9 @@ _LO32 = np.uint64(0xFFFFFFFF)
 def make_cpu_tier_arrays(n_rows, capacity, n_slots, max_blocks):
     """The CPU tier tuple (call lru_init_nb on each row; everything else starts at zero)."""
     cap = max(int(capacity), 1)
-    lru = make_lru_arrays(n_rows, cap, load=0.75)  # a smaller table: fewer cache misses
+    lru = make_lru_arrays(n_rows, cap)  # (a sparser table than load 0.75 measured faster)
     return lru + (np.zeros((n_rows, n_slots, max_blocks), np.int32),
-                  np.zeros((n_rows, n_slots, 5), np.int64), np.zeros((n_rows, n_slots), np.int32),
+                  np.zeros((n_rows, n_slots, 6), np.int64), np.zeros((n_rows, n_slots), np.int32),
                   np.zeros((n_rows, 12), np.int64), np.zeros((n_rows, 3, n_slots), np.int32),
                   np.zeros((n_rows, cap, 4), np.int32), np.zeros((n_rows, max(4 * cap, 16)), np.int32))
 
@@ -794,11 +807,13 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
     pass stamps and tenancies, which the plain pass then sets alike) if it cannot be exact.
 
     The pass is memory bound (the CPU tier's arrays exceed the L2 cache), so before any
-    change it walks what it will touch with independent loads and prefetches: the new
-    blocks' hashes (the slots' hash cache, kv[_SH]) and CPU hash-table home slots, the nodes
-    those slots name, the departed slots' nodes and the entries its stores may evict."""
+    change it prefetches the CPU hash-table home slots of the new blocks' hashes (read from
+    the slots' hash cache, kv[_SH]) and the records and home slots of the entries its stores
+    may evict.  (Prefetching the nodes the new blocks' home slots name, and the departed
+    slots' nodes, measured slower: those loops stall on their own loads.)"""
     sl = kv[8]
     sh = kv[_SH]
+    sv = kv[_SV]
     msb = cpu[_MSB]
     sm = cpu[_SMA]
     mbt = cpu[_MBT]
@@ -813,7 +828,6 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
     ps = tm[i, _TM_STAMP]
     # the batch's slots (cur[0]); which continue (same tenancy, in the last pass's batch);
     # the "dirty" ones (cur[1]): new tenancies and slots with blocks since their last pass
-    # (prefetching where those blocks are)
     wmax = min(msb.shape[2], sh.shape[2])
     nbt = 0
     ndirty = 0
@@ -828,16 +842,15 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
             return False  # a list longer than the per-slot arrays (grown between runs)
         if sm[i, s, _SM_LAST] == ps - 1 and sm[i, s, _SM_GEN] == sm[i, s, _SM_TGEN]:
             sm[i, s, _SM_CONT] = ps
-            m = sm[i, s, _SM_LEN]
-            if m < n:
+            # blocks not contributed yet, and the slot changed since a pass last read them
+            # (unchanged: the same partial last block, whose hash cache entry is still 0)
+            if sm[i, s, _SM_LEN] < n and sv[i, s] != sm[i, s, _SM_VER]:
                 cur[i, 1, ndirty] = s
                 ndirty += 1
-                _prefetch(sh[i], s, m)
         else:
             sm[i, s, _SM_GEN] = sm[i, s, _SM_TGEN]
             cur[i, 1, ndirty] = s
             ndirty += 1
-            _prefetch(sh[i], s, 0)
         sm[i, s, _SM_LAST] = ps
     # the new work: count it, check it, prefetch the blocks' hash-table home slots
     work = np.int64(0)
@@ -856,7 +869,7 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
     used = meta[i, 2]
     if used + work > capacity and used - tm[i, _TM_NUNL] - tm[i, _TM_YTOUCH] <= work:
         return False  # evictions could reach entries of the last batch
-    # the departed slots (cur[2]) of the last batch; prefetch their nodes (step 1)
+    # the departed slots (cur[2]) of the last batch
     mbn = tm[i, _TM_MBN]
     ndep = 0
     dep = np.int64(0)
@@ -865,8 +878,6 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
         if sm[i, s, _SM_CONT] != ps:
             cur[i, 2, ndep] = s
             ndep += 1
-            for j in range(sm[i, s, _SM_LEN]):
-                _prefetch(rec[i], msb[i, s, j], 0)
             dep += sm[i, s, _SM_LEN]
     # the entries the stores may evict (at most work - free room, from the head): their
     # records (the stores' new nodes) and hash-table home slots
@@ -879,17 +890,6 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
             _prefetch(ht, i, np.int64(np.uint64(np.uint32(rec[i, v, _R_HI])) & hmask))
             nev -= 1
         x += 1
-    # the nodes the new blocks' home slots name (usually the block's entry when present)
-    if work > 0:
-        for k in range(ndirty):
-            s = cur[i, 1, k]
-            for j in range(sm[i, s, _SM_LEN] if sm[i, s, _SM_CONT] == ps else 0, sl[i, s]):
-                h = sh[i, s, j]
-                if h == _ZERO:
-                    break
-                e = ht[i, np.int64((h >> _S32) & hmask)]
-                if e != _ZERO:
-                    _prefetch(rec[i], np.int64(e & _LO32) - 1, 0)
     # 1. entries of departed slots, in last-batch order (listed before the Y segment)
     if dep > 0:
         _ring_reserve(ring, rec, tm, i, min(dep, capacity) + _y_span(tm, i))
@@ -923,6 +923,7 @@ def _mirror_incremental(kv, cpu, ins, i, rq, bt, blen, B, capacity):
             msb[i, s, m] = nd
             m += 1
         sm[i, s, _SM_LEN] = m
+        sm[i, s, _SM_VER] = sv[i, s]
     for k in range(nbt):
         mbt[i, k] = cur[i, 0, k]
     # 3. entries reloads touched since the last pass that are in the batch again
@@ -1064,12 +1065,13 @@ def _reload_prefix(kv, cpu, ins, i, rq, gseed, r, start_block, prev, B, base_lat
     max_reloads = ins[i, I_FREE_CNT]
     reloaded = False
     count = np.int64(0)
+    ht = cpu[LRU_HT]
     for j in range(start_block, n):
         h, e = _block_hash(mh, mt, i, rq, gseed, r, prev, j * B, B, e)
         if ht_get_nb(htk, htv, i, h) >= 0:
             prev = h
             continue
-        nd = _ct_find(cpu[LRU_HT], cpu[_REC], i, h)
+        nd = _ct_find(ht, cpu[_REC], i, h)
         if nd < 0 or count >= max_reloads:
             return reloaded
         b = ins[i, I_FREE_HEAD]

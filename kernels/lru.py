@@ -1,18 +1,19 @@
 """A bounded LRU set of 64-bit hashes per instance row (kernels).
 
-Used for the CPU KV tier (hash -> block content stands for the block) and for
-the router-side prefix-affinity index.  Tuple ``lru`` (index constants ``LRU_*``):
+Used for the router-side prefix-affinity index; the CPU KV tier (hash -> block
+content stands for the block) uses its hash table, free-node stack and counters with
+its own node records and order (kernels/kvcache.py).  Tuple ``lru`` (index constants
+``LRU_*``):
   node hash uint64[n, cap];
   node record int32[n, cap, 4] = (prv, nxt, aux, unused): the list links (head =
   least recent, -1 = none; a node that is not on the list has prv = nxt = -1) and
-  one int32 the caller may use per node (the CPU KV tier keeps an occurrence count
-  there), in one 16-byte record so that a node costs one cache line;
+  one int32 the caller may use per node, in one 16-byte record so that a node costs
+  one cache line;
   hash table uint64[n, hcap]; free-node stack int32[n, cap];
   meta int64[n, 4] = (head, tail, used, free count).
 
 The hash table is open addressing with linear probing and backward-shift deletion
-(no tombstones, no rehash), power-of-two capacity at least twice the node count (or
-node count / load, see make_lru_arrays).
+(no tombstones, no rehash), power-of-two capacity at least twice the node count.
 A slot packs the high 32 bits of the hash with node + 1 (0 = empty slot); the
 probe starts at the slot named by the high 32 bits, so a probe compares slots
 without touching the nodes and a deletion finds every key's home slot from the
@@ -38,11 +39,9 @@ _LO = np.uint64(0xFFFFFFFF)
 _S32 = np.uint64(32)
 
 
-def make_lru_arrays(n_rows, capacity, load=0.5):
-    """The ``lru`` tuple for ``n_rows`` rows of ``capacity`` entries (call lru_init_nb on each);
-    the hash table has the smallest power-of-two size >= capacity / ``load`` (at most 0.75)."""
+def make_lru_arrays(n_rows, capacity):
     cap = max(int(capacity), 1)
-    hcap = 1 << int(np.ceil(np.log2(max(int(np.ceil(cap / min(float(load), 0.75))), 16))))
+    hcap = 1 << int(np.ceil(np.log2(max(2 * cap, 16))))
     node = np.full((n_rows, cap, 4), -1, np.int32)
     node[:, :, NODE_AUX:] = 0
     return (np.zeros((n_rows, cap), np.uint64), node, np.zeros((n_rows, hcap), np.uint64),
@@ -238,47 +237,6 @@ def lru_record_nb(lru, i, h, capacity):
         _append(lru, i, nd)
         return False
     return _store_absent(lru, i, h, capacity)
-
-
-# ---- node-level operations (for callers that keep some present entries off the list)
-
-@njit(inner=True)
-def lru_linked_nb(lru, i, nd):
-    """Is node nd on the list?"""
-    return lru[LRU_NODE][i, nd, NODE_PRV] >= 0 or lru[LRU_META][i, _HEAD] == nd
-
-
-@njit(inner=True)
-def lru_next_nb(lru, i, nd):
-    """The node after nd on the list (-1 at the tail)."""
-    return lru[LRU_NODE][i, nd, NODE_NXT]
-
-
-@njit(inner=True)
-def lru_unlink_nb(lru, i, nd):
-    _unlink(lru, i, nd)
-
-
-@njit(inner=True)
-def lru_append_nb(lru, i, nd):
-    _append(lru, i, nd)
-
-
-@njit(inner=True)
-def lru_insert_before_nb(lru, i, nd, at):
-    """Link node nd just before node ``at`` (at < 0: at the most-recent end)."""
-    if at < 0:
-        _append(lru, i, nd)
-        return
-    node = lru[LRU_NODE]
-    p = node[i, at, NODE_PRV]
-    node[i, nd, NODE_PRV] = p
-    node[i, nd, NODE_NXT] = at
-    node[i, at, NODE_PRV] = nd
-    if p >= 0:
-        node[i, p, NODE_NXT] = nd
-    else:
-        lru[LRU_META][i, _HEAD] = nd
 
 
 @njit(inner=True)

@@ -70,7 +70,7 @@ class TieredKV:
         # test_retry_after_failed_partial_commit_commits_a_block_twice), the engine sizes them tighter
         self.max_blocks = 4 * (total_blocks + 1)
         self.kv = make_kv_arrays(n_inst, total_blocks, self.n_slots, self.max_blocks)
-        assert len(self.kv) == KV_NSTATE + 3
+        assert len(self.kv) == KV_NSTATE + 4
         self.cpu = make_cpu_tier_arrays(n_inst, cpu_blocks, self.n_slots, self.max_blocks)
         self.ins = np.zeros((n_inst, Lo.NIF), np.int64)
         for i in range(n_inst):
@@ -223,7 +223,21 @@ def assert_tier_invariants(k):
         "transfer latency != CPU hits x (base + ceil(B / bandwidth))"
     assert_memo_consistent(k.kv, k.rq, k.gseed, ROW)
     assert_slot_hash_cache(k.kv, ROW, k.B)
+    assert_unchanged_slots_have_nothing_to_mirror(k)
     k.assert_row0_untouched()
+
+
+def assert_unchanged_slots_have_nothing_to_mirror(k):
+    """The incremental mirror skips a slot of the last batch whose change counter (kv[16])
+    is the one it last read: then at most its last block is left, not full or not hashed."""
+    tm, sm, mbt, sl, sh, sv = k.cpu[CPU_TM][ROW], k.cpu[6][ROW], k.cpu[7][ROW], k.kv[8][ROW], k.kv[15][ROW], k.kv[16][ROW]
+    if int(tm[0]) != 1:
+        return
+    for s in mbt[:int(tm[4])]:
+        s = int(s)
+        length, n = int(sm[s, 0]), int(sl[s])
+        if int(sm[s, 5]) == int(sv[s]) and int(sm[s, 1]) == int(sm[s, 2]) and length < n:
+            assert length == n - 1 and int(sh[s, length]) == 0, f"slot {s} changed without its counter"
 
 
 # ---------------------------------------------------------------- strategies

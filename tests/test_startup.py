@@ -1,8 +1,10 @@
-"""Start-up: the basic/full engine variants, the two-process first compile, warm loads.
+"""Start-up: the engine's compiled variants, the two-process first compile, warm loads.
 
-* ``run_nb`` has a *basic* compiled variant (no CPU tier, weighted routing, built-in
-  admission policies or decision trace: numba prunes them) and a *full* one; a plain run
-  must give identical results in both.
+* ``run_nb`` compiles the CPU tier (argument ``cpu``) and the policies (weighted
+  routing, built-in admission policies, decision trace: arguments ``pa``, ``hsc``) in
+  only when a run uses them; a plain run takes the *basic* variant (numba prunes both)
+  and must give identical results in the *full* one, and a CPU-tier run without those
+  policies must give identical results in its own variant and in the full one.
 * On a cold cache a helper process compiles ``_step`` (blis/precompile.py); the types it
   compiles must be exactly those ``run_nb``'s compile asks for, else the work is wasted.
 * A warm run loads cached kernels without numba's implementation registries.
@@ -36,7 +38,7 @@ def _run(case, seed, force_full):
     cfg.setdefault("horizon_us", 10**12)
     sim = Simulation(table, EngineConfig(**cfg), lat)
     if force_full:
-        sim.full_variant = lambda: True
+        sim.variant = lambda: (True, True)
     return sim, sim.run()
 
 
@@ -53,19 +55,49 @@ def test_basic_variant_gives_the_full_variants_results(case):
     assert basic.stdout_text() == full.stdout_text()
 
 
-@pytest.mark.parametrize("cfg, full", [
-    (dict(), False),
-    (dict(num_instances=3, routing=Lo.ROUTE_LEAST_LOADED), False),
-    (dict(kv_cpu_blocks=64), True),
-    (dict(num_instances=2, routing=Lo.ROUTE_WEIGHTED), True),
-    (dict(trace_decisions=True), True),
-    (dict(admission=Lo.ADMIT_TOKEN_BUCKET), True),
+@pytest.mark.parametrize("gpu_blocks,cpu_blocks", [(24, 16), (40, 60), (64, 1000)])
+def test_cpu_tier_variant_gives_the_full_variants_results(gpu_blocks, cpu_blocks):
+    # a CPU-tier run without weighted routing, admission policies or trace compiles the
+    # tier only; forced into the full variant it must compute the same thing
+    from test_kv_tiers import _linear, _reuse_workload
+
+    t = _reuse_workload()
+    cfg = EngineConfig(total_kv_blocks=gpu_blocks, block_size=16, max_num_seqs=8, kv_cpu_blocks=cpu_blocks,
+                       kv_transfer_bandwidth=4.0, kv_transfer_base_latency_us=5)
+    sim_t, sim_f = Simulation(t, cfg, _linear()), Simulation(t, cfg, _linear())
+    sim_f.variant = lambda: (True, True)
+    assert sim_t.variant() == (True, False)
+    args = sim_t.run_args()
+    assert args[8] is sim_t.cpu and args[18] is None and args[19] is None
+    assert sim_f.run_args()[19] is not None
+    tier, full = sim_t.run(), sim_f.run()
+    assert tier.instances[0].cpu_mirrored > 0  # the tier is exercised
+    if gpu_blocks < 64:
+        assert tier.instances[0].cpu_hits > 0
+    for k in tier.cols:
+        assert np.array_equal(tier.cols[k], full.cols[k]), k
+    assert np.array_equal(sim_t.ins, sim_f.ins)
+    assert tier.instances == full.instances
+    assert tier.stdout_text() == full.stdout_text()
+
+
+@pytest.mark.parametrize("cfg, variant", [
+    (dict(), (False, False)),
+    (dict(num_instances=3, routing=Lo.ROUTE_LEAST_LOADED), (False, False)),
+    (dict(kv_cpu_blocks=64), (True, False)),
+    (dict(num_instances=2, routing=Lo.ROUTE_WEIGHTED), (False, True)),
+    (dict(trace_decisions=True), (False, True)),
+    (dict(admission=Lo.ADMIT_TOKEN_BUCKET), (False, True)),
+    (dict(kv_cpu_blocks=64, num_instances=2, routing=Lo.ROUTE_WEIGHTED), (True, True)),
 ])
-def test_runs_needing_tier_weighted_routing_trace_or_admission_policies_take_the_full_variant(cfg, full):
+def test_runs_compile_in_the_tier_and_the_policies_only_when_they_use_them(cfg, variant):
     table = random_table(1, n=4)
     sim = Simulation(table, EngineConfig(total_kv_blocks=200, **cfg), toy())
-    assert sim.full_variant() is full
-    assert (sim.run_args()[18] is None) is (not full)  # prefix-affinity LRU
+    assert sim.variant() == variant
+    assert sim.full_variant() is any(variant)
+    args = sim.run_args()
+    assert (args[8] is None) is (not variant[0])  # CPU tier
+    assert (args[18] is None) is (not variant[1]) and (args[19] is None) is (not variant[1])  # LRU, scorers
     sim.run()  # and it runs in that variant
 
 
