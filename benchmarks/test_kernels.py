@@ -16,7 +16,7 @@ from blis.kernels import gorand
 from blis.kernels import layout as Lo
 from blis.kernels.jit import njit
 from blis.kernels.kvcache import (
-    kv_allocate_nb, kv_cached_blocks_nb, kv_init_nb, kv_release_nb, make_kv_arrays,
+    kv_allocate_nb, kv_cached_blocks_nb, kv_init, kv_release_nb, make_kv_arrays,
 )
 from blis.kernels.latency import step_time_nb
 from blis.kernels.prefix_hash import block_hash_nb
@@ -120,7 +120,7 @@ def _kv_state(n_req, total_blocks, B):
     max_blocks = int(ilen.max()) // B + 2
     kv = make_kv_arrays(1, total_blocks, n_req + 1, max_blocks)
     ins = np.zeros((1, Lo.NIF), np.int64)
-    kv_init_nb(kv, ins, 0, total_blocks)
+    kv_init(kv, ins, 0, total_blocks)
     rq = np.zeros((Lo.NRF, n_req), np.int64)
     rq[Lo.R_ILEN] = ilen
     rq[Lo.R_OLEN] = 128

@@ -52,7 +52,7 @@ _MT_R, _MT_N, _MT_B, _MT_ILEN, _MT_PLEN, _MT_CSEED, _MT_GSEED, _MT_CTXP, _MT_CTX
 
 
 def make_kv_arrays(n_inst, total_blocks, n_slots, max_blocks, log_capacity=4096):
-    """Allocate the ``kv`` tuple for ``n_inst`` instances (call kv_init_nb on each)."""
+    """Allocate the ``kv`` tuple for ``n_inst`` instances (call kv_init on each)."""
     htcap = 1 << int(np.ceil(np.log2(max(2 * total_blocks, 16))))
     mt = np.full((n_inst, MEMO_E, 9), -1, np.int64)
     return (np.zeros((n_inst, total_blocks), np.int32), np.zeros((n_inst, total_blocks), np.uint64),
@@ -92,34 +92,11 @@ def kv_ht_del_nb(kv, ins, i, h):
     _log(kv, ins, i, h, np.int8(-1))
 
 
-@njit
-def kv_init_nb(kv, ins, i, total_blocks):
-    """Reset instance ``i``'s cache to ``total_blocks`` empty blocks, all free, in id order."""
-    ref, hsh, fill, nxt, prv, htk, htv, sb, sl, sbase, sfree = kv[:11]
-    ins[i, I_CLOG_N] = 0
-    ins[i, I_CLOG_OVF] = 0
-    for b in range(total_blocks):
-        ref[i, b] = 0
-        hsh[i, b] = _ZERO
-        fill[i, b] = 0
-        nxt[i, b] = b + 1 if b + 1 < total_blocks else -1
-        prv[i, b] = b - 1
-    htk[i, :] = _ZERO
-    kv[_MT][i, :, :] = -1
-    ins[i, I_FREE_HEAD] = 0
-    ins[i, I_FREE_TAIL] = total_blocks - 1
-    ins[i, I_FREE_CNT] = total_blocks
-    ins[i, I_TOTAL_BLOCKS] = total_blocks
-    ns = sl.shape[1]
-    for s in range(ns):
-        sl[i, s] = 0
-        sfree[i, s] = ns - 1 - s
-    ins[i, I_SLOT_FREE_N] = ns
-
-
 def kv_init(kv, ins, i, total_blocks):
-    """``kv_init_nb`` in numpy, for Python callers (the engine's set-up, the
-    autoscaler): the same state, without compiling a kernel on a first run."""
+    """Reset instance ``i``'s cache to ``total_blocks`` empty blocks, all free, in id order.
+
+    Plain numpy: set-up code calls it from Python, and a kernel for it would only add
+    to a first run's compile."""
     ref, hsh, fill, nxt, prv, htk, htv, sb, sl, sbase, sfree = kv[:11]
     i, n = int(i), int(total_blocks)
     ins[i, I_CLOG_N] = 0
@@ -502,7 +479,7 @@ from .lru import LRU_FREE, LRU_HT, LRU_META, make_lru_arrays  # noqa: E402
 # cur int32[n, 3, slots] (scratch: the batch's, the dirty and the departed slots of a pass),
 # rec int32[n, capacity, 4] (per node: _R_* fields), ring int32[n, 4 * capacity] (node ids,
 # -1 = cleared cell).
-# Every array but the lru ones starts at zero (lru_init_nb initialises those).
+# Every array but the lru ones starts at zero (lru_init initialises those).
 _MSB, _SMA, _MBT, _TMA, _CUR, _REC, _RING = 5, 6, 7, 8, 9, 10, 11
 #: index of the tm array in the cpu tuple (tests set ``cpu[CPU_TM][:, 6] = 1`` for the plain pass)
 CPU_TM = _TMA
@@ -528,7 +505,7 @@ _LO32 = np.uint64(0xFFFFFFFF)
 
 
 def make_cpu_tier_arrays(n_rows, capacity, n_slots, max_blocks):
-    """The CPU tier tuple (call lru_init_nb on each row; everything else starts at zero)."""
+    """The CPU tier tuple (call lru_init on each row; everything else starts at zero)."""
     cap = max(int(capacity), 1)
     lru = make_lru_arrays(n_rows, cap)  # (a sparser table than load 0.75 measured faster)
     return lru + (np.zeros((n_rows, n_slots, max_blocks), np.int32),

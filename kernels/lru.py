@@ -56,26 +56,8 @@ def lru_table(lru, i):
     return dict(zip(lru[LRU_HASH][i][nodes].tolist(), nodes.tolist()))
 
 
-@njit
-def lru_init_nb(lru, i):
-    node = lru[LRU_NODE]
-    free = lru[LRU_FREE]
-    meta = lru[LRU_META]
-    cap = free.shape[1]
-    lru[LRU_HT][i, :] = _ZERO
-    for k in range(cap):
-        free[i, k] = cap - 1 - k
-        node[i, k, NODE_PRV] = -1
-        node[i, k, NODE_NXT] = -1
-        node[i, k, NODE_AUX] = 0
-    meta[i, _HEAD] = -1
-    meta[i, _TAIL] = -1
-    meta[i, _USED] = 0
-    meta[i, _FREE] = cap
-
-
 def lru_init(lru, i):
-    """``lru_init_nb`` in numpy, for Python callers (no kernel to compile)."""
+    """Reset row ``i``: no entries, every node free (plain numpy, called from Python)."""
     node = lru[LRU_NODE]
     free = lru[LRU_FREE]
     meta = lru[LRU_META]

@@ -36,9 +36,9 @@ from blis.kernels import layout as Lo
 from blis.kernels.kvcache import (CPU_SCRATCH, CPU_TM, KV_NSTATE, _cpu_store, cpu_node_hashes, cpu_tier_order,
                                   kv_allocate_tiered_nb,
                                   kv_cached_blocks_nb, kv_cpu_touch_nb,
-                                  kv_init_nb, kv_mirror_to_cpu_nb, kv_release_nb, make_cpu_tier_arrays, make_kv_arrays)
+                                  kv_init, kv_mirror_to_cpu_nb, kv_release_nb, make_cpu_tier_arrays, make_kv_arrays)
 from blis.kernels.latency import BACKEND_LINEAR
-from blis.kernels.lru import LRU_FREE, LRU_HT, LRU_META, lru_init_nb
+from blis.kernels.lru import LRU_FREE, LRU_HT, LRU_META, lru_init
 from blis.latency import LatencyModel
 from blis.requests import RequestTable
 
@@ -74,8 +74,8 @@ class TieredKV:
         self.cpu = make_cpu_tier_arrays(n_inst, cpu_blocks, self.n_slots, self.max_blocks)
         self.ins = np.zeros((n_inst, Lo.NIF), np.int64)
         for i in range(n_inst):
-            kv_init_nb(self.kv, self.ins, i, total_blocks)
-            lru_init_nb(self.cpu, i)
+            kv_init(self.kv, self.ins, i, total_blocks)
+            lru_init(self.cpu, i)
             self.cpu[CPU_TM][i, 6] = 0 if incremental else 1  # kvcache._TM_OFF
         rq = np.zeros((Lo.NRF, n), np.int64)
         rq[Lo.R_SLOT] = -1
@@ -343,7 +343,7 @@ def test_cpu_tier_order_is_lru_under_stores_and_touches(cap, ops):
     cpu = make_cpu_tier_arrays(2, cap, 2, 2)
     ins = np.zeros((2, Lo.NIF), np.int64)
     for i in range(2):
-        lru_init_nb(cpu, i)
+        lru_init(cpu, i)
     row0 = [a[0].copy() for a in cpu]
     model = OrderedDict()
     for store, x in ops:

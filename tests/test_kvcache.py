@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from kv_views import assert_memo_consistent, assert_slot_hash_cache, blocks_of, free_list
 from blis.kernels import layout as Lo
-from blis.kernels.kvcache import (KV_NSTATE, MEMO_E, kv_allocate_nb, kv_cached_blocks_nb, kv_init_nb, kv_release_nb,
+from blis.kernels.kvcache import (KV_NSTATE, MEMO_E, kv_allocate_nb, kv_cached_blocks_nb, kv_init, kv_release_nb,
                                   make_kv_arrays, memo_entries)
 from blis.kernels.prefix_hash import block_hash_nb, ht_del_nb, ht_get_nb, ht_put_nb
 
@@ -40,7 +40,7 @@ class KernelKV:
         self.kv = make_kv_arrays(n_inst, nb, n_slots, nb + 1)
         self.ins = np.zeros((n_inst, Lo.NIF), np.int64)
         for i in range(n_inst):
-            kv_init_nb(self.kv, self.ins, i, nb)
+            kv_init(self.kv, self.ins, i, nb)
         rq = np.zeros((Lo.NRF, n), np.int64)
         rq[Lo.R_SLOT] = -1
         for r, (g, plen, ilen, olen, cseed) in enumerate(specs):
@@ -552,32 +552,42 @@ def test_hash_table_put_overwrites_existing_key():
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(1, 3), st.integers(0, 200), st.integers(0, 2), st.integers(1, 64))
-def test_numpy_initialisers_match_their_kernels(n_inst, total_blocks, row, lru_cap):
-    """``kv_init`` / ``lru_init`` (numpy, used by the engine's set-up so a first run
-    compiles no kernel for them) leave exactly the state ``kv_init_nb`` / ``lru_init_nb`` do."""
-    from blis.kernels.kvcache import kv_init
-    from blis.kernels.lru import lru_init, lru_init_nb, make_lru_arrays
+@given(st.integers(1, 3), st.integers(1, 200), st.integers(0, 2), st.integers(1, 64))
+def test_initialisers_reset_exactly_their_row(n_inst, total_blocks, row, lru_cap):
+    """``kv_init`` / ``lru_init`` (numpy; set-up code calls them from Python) reset one
+    row from any prior state: every block free in id order, no hashes, no slots in use,
+    an empty memo; every node free, an empty list.  Other rows are untouched."""
+    from blis.kernels.kvcache import _MT
+    from blis.kernels.lru import LRU_FREE, LRU_HT, LRU_META, LRU_NODE, lru_init, make_lru_arrays
 
     row = row % n_inst
     cap = max(total_blocks, 1) + 7
     rng = np.random.default_rng(total_blocks)
-    a_kv, a_ins = make_kv_arrays(n_inst, cap, 5, cap), np.zeros((n_inst, Lo.NIF), np.int64)
-    for arr in a_kv:  # start from garbage: the initialisers must overwrite what they own
+    kv, ins = make_kv_arrays(n_inst, cap, 5, cap), np.zeros((n_inst, Lo.NIF), np.int64)
+    for arr in kv:  # start from garbage: the initialiser must overwrite what it owns
         arr[...] = rng.integers(0, 50, size=arr.shape).astype(arr.dtype)
-    b_kv = tuple(x.copy() for x in a_kv)
-    b_ins = a_ins.copy()
-    kv_init_nb(a_kv, a_ins, np.int64(row), np.int64(total_blocks))
-    kv_init(b_kv, b_ins, row, total_blocks)
-    for k, (x, y) in enumerate(zip(a_kv, b_kv)):
-        assert np.array_equal(x, y), k
-    assert np.array_equal(a_ins, b_ins)
+    ins[...] = rng.integers(0, 50, size=ins.shape)
+    before = tuple(x.copy() for x in kv), ins.copy()
+    kv_init(kv, ins, row, total_blocks)
+    n = total_blocks
+    assert free_list(kv, ins, row, n) == list(range(n))
+    assert int(ins[row, Lo.I_FREE_CNT]) == n == int(ins[row, Lo.I_TOTAL_BLOCKS])
+    assert not kv[0][row, :n].any() and not kv[1][row, :n].any() and not kv[2][row, :n].any()
+    assert not kv[5][row].any()                       # hash table keys
+    assert (kv[_MT][row] == -1).all()                 # memo table
+    ns = kv[8].shape[1]
+    assert not kv[8][row].any() and list(kv[10][row]) == list(range(ns - 1, -1, -1))
+    assert int(ins[row, Lo.I_SLOT_FREE_N]) == ns
+    assert int(ins[row, Lo.I_CLOG_N]) == 0 == int(ins[row, Lo.I_CLOG_OVF])
+    for k, (x, y) in enumerate(zip(before[0], kv)):
+        assert np.array_equal(np.delete(x, row, axis=0), np.delete(y, row, axis=0)), k
+    assert np.array_equal(np.delete(before[1], row, axis=0), np.delete(ins, row, axis=0))
 
-    a_lru = make_lru_arrays(n_inst, lru_cap)
-    for arr in a_lru:
+    lru = make_lru_arrays(n_inst, lru_cap)
+    for arr in lru:
         arr[...] = rng.integers(0, 50, size=arr.shape).astype(arr.dtype)
-    b_lru = tuple(x.copy() for x in a_lru)
-    lru_init_nb(a_lru, np.int64(row))
-    lru_init(b_lru, row)
-    for k, (x, y) in enumerate(zip(a_lru, b_lru)):
-        assert np.array_equal(x, y), k
+    lru_init(lru, row)
+    assert list(lru[LRU_FREE][row]) == list(range(lru_cap - 1, -1, -1))
+    assert (lru[LRU_NODE][row, :, :2] == -1).all() and not lru[LRU_NODE][row, :, 2].any()
+    assert not lru[LRU_HT][row].any()
+    assert list(lru[LRU_META][row, :4]) == [-1, -1, 0, lru_cap]
