@@ -149,6 +149,29 @@ def test_helper_is_off_when_disabled_busy_or_cached(monkeypatch):
     assert precompile.prepare_engine(sim.run_args()) is None
 
 
+def test_an_early_helper_is_used_even_when_its_own_work_makes_the_cpu_busy(monkeypatch):
+    # the idle-CPU test runs when the helper starts; once it runs, the other CPU is busy
+    # and the same test at prepare time must not make this process compile _step itself
+    class FakeHelper:
+        waits = 0
+
+        def wait(self, timeout=None):
+            FakeHelper.waits += 1
+            return True
+
+    monkeypatch.setenv("BLIS_PARALLEL_COMPILE", "")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(precompile, "_others_running", lambda: 1)
+    assert not precompile.enabled()
+    sim, _ = simulate(random_table(3, n=4), toy())
+    monkeypatch.setattr(precompile, "is_cached", lambda d, t: False)  # as on a fresh cache
+    monkeypatch.setattr(precompile, "_early", FakeHelper())
+    finish = precompile.prepare_engine(sim.run_args())
+    assert finish is not None and "compile" in E._step.__dict__  # _step's compile waits for it
+    finish()
+    assert FakeHelper.waits == 1 and "compile" not in E._step.__dict__ and precompile._early is None
+
+
 def _blis(args, env_extra, cwd):
     env = dict(os.environ, **env_extra)
     return subprocess.run([sys.executable, "-m", "blis.cli", *args], capture_output=True, text=True,
