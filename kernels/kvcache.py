@@ -444,7 +444,7 @@ from llvmlite import ir  # noqa: E402
 from numba.core import cgutils, types  # noqa: E402
 from numba.extending import intrinsic  # noqa: E402
 
-from .lru import LRU_FREE, LRU_HT, LRU_META, make_lru_arrays  # noqa: E402
+from .lru import LRU_FREE, LRU_HT, LRU_META, ht_backshift_nb, make_lru_arrays  # noqa: E402
 
 # Cheap exact mirroring.  The plain pass touches every full block of the batch every step.
 # Its result is fixed by far less: after a pass the LRU order is "cold entries (in order)
@@ -618,24 +618,7 @@ def _ct_drop(ht, rec, free, meta, i, nd):
     j = np.int64(np.uint64(np.uint32(rec[i, nd, _R_HI])) & np.uint64(mask))
     while (ht[i, j] & _LO32) != key:
         j = (j + 1) & mask
-    ht[i, j] = _ZERO
-    k = j
-    while True:
-        k = (k + 1) & mask
-        e = ht[i, k]
-        if e == _ZERO:
-            break
-        ideal = np.int64((e >> _S32) & np.uint64(mask))
-        # keep e where it is if its home slot lies cyclically in (j, k]
-        if j <= k:
-            if j < ideal and ideal <= k:
-                continue
-        else:
-            if ideal <= k or ideal > j:
-                continue
-        ht[i, j] = e
-        ht[i, k] = _ZERO
-        j = k
+    ht_backshift_nb(ht, i, j)
     meta[i, 2] -= 1
     free[i, meta[i, 3]] = nd
     meta[i, 3] += 1
@@ -1076,8 +1059,6 @@ def _commit_cached(kv, ins, i, rq, r, blocks, lo, hi, B):
     ref = kv[0]
     nxt = kv[3]
     prv = kv[4]
-    sb = kv[7]
-    sl = kv[8]
     for c in range(lo, hi):
         b = blocks[c]
         if ref[i, b] == 0:

@@ -105,13 +105,12 @@ def _ht_insert(lru, i, h, nd):
 
 
 @njit(inner=True)
-def _ht_remove(lru, i, h):
-    """Delete hash h (backward-shift deletion; no-op if absent)."""
-    ht = lru[LRU_HT]
+def ht_backshift_nb(ht, i, j):
+    """Empty slot ``j`` of row ``i`` of a linear-probing table whose entries keep their
+    hash's high 32 bits (home slot ``(e >> 32) & mask``), shifting the rest of the probe
+    cluster back so lookups stay valid without tombstones (backward-shift deletion).
+    Used by this LRU's hash table and the CPU tier's node table (kernels/kvcache.py)."""
     mask = ht.shape[1] - 1
-    j = _ht_slot(lru, i, h)
-    if j < 0:
-        return
     ht[i, j] = _ZERO
     k = j
     while True:
@@ -130,6 +129,14 @@ def _ht_remove(lru, i, h):
         ht[i, j] = e
         ht[i, k] = _ZERO
         j = k
+
+
+@njit(inner=True)
+def _ht_remove(lru, i, h):
+    """Delete hash h (backward-shift deletion; no-op if absent)."""
+    j = _ht_slot(lru, i, h)
+    if j >= 0:
+        ht_backshift_nb(lru[LRU_HT], i, j)
 
 
 @njit(inner=True)
