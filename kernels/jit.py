@@ -185,10 +185,16 @@ def _patch_numba_inner():
     lib_cls = getattr(codegen, "CPUCodeLibrary", None)
     needed = ("finalize", "_raise_if_finalized", "_get_module_for_linking", "_finalize_dynamic_globals",
               "_finalize_final_module", "enable_object_caching")
-    if lib_cls is None or not hasattr(compiler, "compile_extra") or not all(hasattr(lib_cls, a) for a in needed):
+    if (lib_cls is None or not hasattr(compiler, "compile_extra") or not all(hasattr(lib_cls, a) for a in needed)
+            or not hasattr(getattr(codegen, "CPUCodegen", None), "_check_llvm_bugs")):
         return False
     from numba.core.compiler_lock import require_global_compiler_lock
     import llvmlite.binding as ll
+
+    try:  # the stub is written with opaque pointers (LLVM >= 15, llvmlite >= 0.44)
+        ll.parse_assembly("@g = external global i8\ndefine ptr @f(ptr %a) {\n  ret ptr @g\n}\n")
+    except Exception:
+        return False
 
     compile_extra = compiler.compile_extra
 
